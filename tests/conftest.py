@@ -1,0 +1,61 @@
+"""Shared fixtures.
+
+Unit tests build small synthetic frames. Integration tests share one real pipeline run per test
+session, in a temporary project folder, each fixture taking the run one step further.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from census_pipeline.config import Params, load_params
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def real_data_dir() -> Path | None:
+    """Where the real census files are, if anywhere locally; None means use the download chain."""
+    if env := os.environ.get("CENSUS_DATA_DIR"):
+        return Path(env)
+    candidate = REPO_ROOT.parent / "shared" / "data"
+    return candidate if candidate.is_dir() else None
+
+
+def make_project(root: Path, overrides: dict[str, object] | None = None) -> Params:
+    """A throwaway project: the repo's params.yaml with outputs under `root`."""
+    raw = yaml.safe_load((REPO_ROOT / "params.yaml").read_text(encoding="utf-8"))
+    for dotted, value in (overrides or {}).items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    baseline = REPO_ROOT / raw["paths"]["baseline_dir"]
+    if baseline.is_dir():
+        shutil.copytree(baseline, root / raw["paths"]["baseline_dir"], dirs_exist_ok=True)
+    path = root / "params.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    return load_params(path)
+
+
+@pytest.fixture(scope="session")
+def project_params(tmp_path_factory: pytest.TempPathFactory) -> Params:
+    return make_project(tmp_path_factory.mktemp("project"))
+
+
+@pytest.fixture(scope="session")
+def clean_project(project_params: Params) -> Params:
+    """Real data ingested, validated and cleaned."""
+    from census_pipeline.clean import clean
+    from census_pipeline.ingest import ingest
+    from census_pipeline.validate import validate
+
+    ingest(project_params, source_dir=real_data_dir())
+    validate(project_params)
+    clean(project_params)
+    return project_params
