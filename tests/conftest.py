@@ -59,3 +59,43 @@ def clean_project(project_params: Params) -> Params:
     validate(project_params)
     clean(project_params)
     return project_params
+
+
+@pytest.fixture(scope="session")
+def trained_project(clean_project: Params) -> Params:
+    from census_pipeline.train import train
+
+    train(clean_project)
+    return clean_project
+
+
+@pytest.fixture(scope="session")
+def evaluated_project(trained_project: Params) -> Params:
+    from census_pipeline.evaluate import evaluate
+
+    evaluate(trained_project)
+    return trained_project
+
+
+@pytest.fixture(scope="session")
+def audited_project(evaluated_project: Params) -> Params:
+    from census_pipeline.audit import audit
+
+    audit(evaluated_project)
+    return evaluated_project
+
+
+@pytest.fixture(scope="session")
+def gated_project(audited_project: Params) -> Params:
+    from census_pipeline.gate import gate
+
+    gate(audited_project)
+    return audited_project
+
+
+@pytest.fixture(scope="session")
+def carded_project(gated_project: Params) -> Params:
+    from census_pipeline.card import card
+
+    card(gated_project)
+    return gated_project

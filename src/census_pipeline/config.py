@@ -60,6 +60,58 @@ class PathsParams(_Section):
     def quarantine(self, split: str) -> Path:
         return self.data_reports_dir / f"quarantine_{split}.csv"
 
+    @property
+    def model_file(self) -> Path:
+        return self.model_dir / "model.txt"
+
+    @property
+    def model_metadata(self) -> Path:
+        return self.model_dir / "model.json"
+
+    @property
+    def verdict(self) -> Path:
+        return self.model_dir / "verdict.json"
+
+    @property
+    def evaluation_dir(self) -> Path:
+        return self.reports_dir / "evaluation"
+
+    @property
+    def metrics(self) -> Path:
+        return self.evaluation_dir / "metrics.json"
+
+    @property
+    def test_predictions(self) -> Path:
+        return self.evaluation_dir / "test_predictions.parquet"
+
+    @property
+    def slices(self) -> Path:
+        return self.evaluation_dir / "slices.csv"
+
+    @property
+    def slice_output(self) -> Path:
+        return self.evaluation_dir / "slice_output.txt"
+
+    def curve(self, name: str) -> Path:
+        """DVC plot data: `roc`, `pr` or `calibration`."""
+        return self.evaluation_dir / f"{name}.csv"
+
+    @property
+    def audit_dir(self) -> Path:
+        return self.reports_dir / "audit"
+
+    @property
+    def card_dir(self) -> Path:
+        return self.reports_dir / "card"
+
+    @property
+    def model_card_md(self) -> Path:
+        return self.card_dir / "model_card.md"
+
+    @property
+    def model_card_html(self) -> Path:
+        return self.card_dir / "model_card.html"
+
 
 class DataParams(_Section):
     source_dir: Path | None = None
@@ -67,10 +119,30 @@ class DataParams(_Section):
     max_quarantine_share: float = Field(0.01, ge=0, le=1)
 
 
+class TrainParams(_Section):
+    """Owned by the train step."""
+
+
+class EvaluateParams(_Section):
+    """Owned by the evaluate step (overall metrics and slices)."""
+
+
+class AuditParams(_Section):
+    """Owned by the audit step."""
+
+
+class GateParams(_Section):
+    """Owned by the gate step: the deploy policy."""
+
+
 class Params(_Section):
     seed: int = 42
     paths: PathsParams = PathsParams()
     data: DataParams = DataParams()
+    train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    audit: AuditParams = AuditParams()
+    gate: GateParams = GateParams()
 
 
 def default_params_path() -> Path:
