@@ -25,7 +25,9 @@ app = typer.Typer(
 
 ParamsOption = Annotated[
     Path | None,
-    typer.Option("--params", help="Path to params.yaml (default: $CENSUS_PIPELINE_PARAMS or the repo's)."),
+    typer.Option(
+        "--params", help="Path to params.yaml (default: $CENSUS_PIPELINE_PARAMS or the repo's)."
+    ),
 ]
 
 P = ParamSpec("P")

@@ -32,9 +32,8 @@ class PathsParams(_Section):
     baseline_dir: Path = Path("baseline")
 
     def resolved(self, root: Path) -> PathsParams:
-        return self.model_copy(
-            update={name: (root / value).resolve() for name, value in self if isinstance(value, Path)}
-        )
+        fields = {name: value for name, value in self if isinstance(value, Path)}
+        return self.model_copy(update={name: (root / v).resolve() for name, v in fields.items()})
 
     # Artifact names live here so every step (and the service) agrees on them.
     @property

@@ -64,6 +64,6 @@ def read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise PipelineError(f"{path}: file not found (run the step that produces it first)") from exc
+        raise PipelineError(f"{path}: not found (run the step that produces it first)") from exc
     except json.JSONDecodeError as exc:
         raise PipelineError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
