@@ -1,0 +1,168 @@
+"""Loading what the service serves, once, and refusing what it must not serve.
+
+The model comes through `Predictor` (which verifies the model file's sha256 against its
+metadata). The gate's verdict must bless that very model: a verdict for another sha256 counts as
+no blessing at all. Every failure is a `PipelineError` whose message says what to do.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from census_pipeline.api.schemas import (
+    CensusRecord,
+    Contribution,
+    GateVerdict,
+    Label,
+    ModelInfo,
+    Prediction,
+)
+from census_pipeline.api.settings import Settings
+from census_pipeline.errors import PipelineError
+from census_pipeline.files import read_json, sha256_file
+from census_pipeline.predict import Predictor
+from census_pipeline.schema import NEGATIVE_LABEL, POSITIVE_LABEL
+
+logger = logging.getLogger("census_pipeline.api")
+
+# Same names as `PathsParams.verdict` and `.model_metadata`: the service reads no params file
+# (a test holds them equal).
+VERDICT_FILE = "verdict.json"
+METADATA_FILE = "model.json"
+EXPLAIN_TOP = 5
+
+
+@dataclass(frozen=True, slots=True)
+class ServedModel:
+    """The predictor plus everything the endpoints report about it, fixed at start-up."""
+
+    predictor: Predictor
+    info: ModelInfo
+    card_html: str | None
+
+    @property
+    def version(self) -> str:
+        return self.info.model_version
+
+    def predict_one(self, record: CensusRecord, explain: bool = False) -> Prediction:
+        features = record.model_dump(by_alias=True)
+        probability = self.predictor.probability_one(features)
+        return self._prediction(probability, self._explain(features) if explain else None)
+
+    def predict_many(
+        self, records: Sequence[CensusRecord], explain: bool = False
+    ) -> list[Prediction]:
+        rows = [record.model_dump(by_alias=True) for record in records]
+        probabilities = self.predictor.predict_many(rows).probabilities.tolist()
+        return [
+            self._prediction(probability, self._explain(row) if explain else None)
+            for probability, row in zip(probabilities, rows, strict=True)
+        ]
+
+    def _prediction(self, probability: float, explanation: list[Contribution] | None) -> Prediction:
+        threshold = self.info.threshold
+        label: Label = POSITIVE_LABEL if probability >= threshold else NEGATIVE_LABEL
+        # Built without re-validation: every value comes from the model, not from a client.
+        return Prediction.model_construct(
+            label=label,
+            probability=probability,
+            threshold=threshold,
+            model_version=self.info.model_version,
+            explanation=explanation,
+        )
+
+    def _explain(self, features: dict[str, Any]) -> list[Contribution]:
+        contributions = self.predictor.contributions_one(features)
+        top = sorted(contributions.items(), key=lambda item: abs(item[1]), reverse=True)
+        return [
+            Contribution(feature=name, value=features[name], contribution=value)
+            for name, value in top[:EXPLAIN_TOP]
+        ]
+
+
+def load_served_model(settings: Settings) -> ServedModel:
+    predictor = _load_predictor(settings.model_dir)
+    metadata = predictor.metadata
+    verdict = read_verdict(settings.model_dir / VERDICT_FILE)
+    blessed = check_blessing(verdict, metadata.model_sha256, settings.allow_unblessed)
+    info = ModelInfo(
+        model_version=metadata.model_version,
+        model_sha256=metadata.model_sha256,
+        metadata_sha256=sha256_file(settings.model_dir / METADATA_FILE),
+        train_data_sha256=metadata.train_data_sha256,
+        created_at=metadata.created_at,
+        num_trees=metadata.num_trees,
+        threshold=metadata.threshold,
+        features=list(metadata.feature_names),
+        headline_metrics=verdict.headline_metrics if verdict else None,
+        blessed=blessed,
+        verdict=verdict,
+    )
+    card = read_card(settings.model_card_path)
+    return ServedModel(predictor=predictor, info=info, card_html=card)
+
+
+def _load_predictor(model_dir: Path) -> Predictor:
+    if not model_dir.is_dir():
+        raise PipelineError(
+            f"{model_dir}: model folder not found: run `census-pipeline train` (and `gate`), "
+            "or set CENSUS_API_MODEL_DIR to the folder holding model.txt and model.json"
+        )
+    return Predictor.load(model_dir)
+
+
+def read_verdict(path: Path) -> GateVerdict | None:
+    """The gate's verdict, or None when the gate has not run (so nothing is blessed)."""
+    if not path.is_file():
+        return None
+    try:
+        return GateVerdict.model_validate(read_json(path))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise PipelineError(
+            f"{path}: {where}: {first['msg']} (rerun `census-pipeline gate`)"
+        ) from exc
+
+
+def check_blessing(verdict: GateVerdict | None, model_sha256: str, allow_unblessed: bool) -> bool:
+    """True when blessed; an unblessed model is an error unless development allows it."""
+    problem = _blessing_problem(verdict, model_sha256)
+    if problem is None:
+        return True
+    if not allow_unblessed:
+        raise PipelineError(
+            f"{problem}; set CENSUS_API_ALLOW_UNBLESSED=true to serve it anyway (development only)"
+        )
+    logger.warning("serving an UNBLESSED model (CENSUS_API_ALLOW_UNBLESSED is set): %s", problem)
+    return False
+
+
+def _blessing_problem(verdict: GateVerdict | None, model_sha256: str) -> str | None:
+    if verdict is None:
+        return f"no {VERDICT_FILE} beside the model: run `census-pipeline gate` first"
+    if verdict.model_sha256 != model_sha256:
+        return (
+            f"{VERDICT_FILE} is for another model (sha256 {verdict.model_sha256[:12]}, "
+            f"served model {model_sha256[:12]}): rerun `census-pipeline gate`"
+        )
+    if not verdict.blessed:
+        failed = [c.name for c in verdict.checks if c.enforced and not c.passed]
+        reasons = ", ".join(failed) or "see the verdict"
+        return f"the gate did not bless this model (failed: {reasons})"
+    return None
+
+
+def read_card(path: Path) -> str | None:
+    """The card is optional: without it /model-card answers 404."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        logger.warning("no model card at %s: /model-card will answer 404", path)
+        return None

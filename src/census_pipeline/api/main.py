@@ -1,0 +1,100 @@
+"""The app factory: `uvicorn census_pipeline.api.main:create_app --factory`.
+
+Nothing happens at import. `create_app` reads the settings, wires routers, guards and error
+handlers; the lifespan loads the model once, before the server accepts a connection, and
+refuses to start (uvicorn exits non-zero) when the model is missing, tampered with or not blessed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+
+from census_pipeline import __version__
+from census_pipeline.api import handlers
+from census_pipeline.api.deps import require_api_key
+from census_pipeline.api.loading import load_served_model
+from census_pipeline.api.middleware import RequestGuard
+from census_pipeline.api.routes import bench, health, model, predict, root
+from census_pipeline.api.settings import Settings
+from census_pipeline.errors import PipelineError
+
+logger = logging.getLogger("census_pipeline.api")
+
+DESCRIPTION = """
+Predicts whether a person's income is above 50K a year from 14 census answers (UCI Adult),
+with a LightGBM model that the pipeline's deploy gate has blessed.
+
+Send records with the course's keys (`education-num`, `marital-status`, `capital-gain`, ...;
+the underscore spellings work too). Unknown fields, values outside the census categories and
+numbers outside their ranges are refused with 422 naming the field.
+"""
+
+
+class StartupRefused(RuntimeError):
+    """The service must not serve: the message says why and what to do."""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    _configure_logging(settings)
+    app = FastAPI(
+        title="Census income prediction",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=_lifespan,
+    )
+    app.state.settings = settings
+    app.state.model = None
+    _include_routers(app, settings)
+    handlers.install(app)
+    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
+    return app
+
+
+def _include_routers(app: FastAPI, settings: Settings) -> None:
+    # With no key configured the check is left out entirely rather than run as a no-op.
+    guarded = [Depends(require_api_key)] if settings.api_key is not None else []
+    app.include_router(root.router)
+    app.include_router(health.router)
+    app.include_router(model.router)
+    app.include_router(predict.router, dependencies=guarded)
+    if settings.enable_bare_endpoint:
+        app.include_router(bench.router, dependencies=guarded)
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    _set_access_log(settings.access_log)
+    try:
+        served = load_served_model(settings)
+    except PipelineError as exc:
+        logger.critical("refusing to start: %s", exc)
+        raise StartupRefused(str(exc)) from None
+    app.state.model = served
+    logger.info(
+        "serving model %s (sha256 %s, blessed: %s)",
+        served.version,
+        served.info.model_sha256[:12],
+        served.info.blessed,
+    )
+    yield
+    app.state.model = None
+
+
+def _configure_logging(settings: Settings) -> None:
+    """Our own logger gets a handler unless the host (pytest, a platform) already set one up."""
+    logger.setLevel(settings.log_level.upper())
+    if not logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+        logger.addHandler(handler)
+
+
+def _set_access_log(enabled: bool) -> None:
+    """uvicorn writes one line per request by default; that costs throughput (docs/api.md)."""
+    logging.getLogger("uvicorn.access").disabled = not enabled

@@ -1,0 +1,95 @@
+"""The service's settings: one typed object read from the environment (prefix `CENSUS_API_`).
+
+Containers and platforms configure the service through environment variables only, so secrets
+never sit in a file in the image. Unsafe values are refused when the settings are built, before
+the server binds a port.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "CENSUS_API_"
+MIN_API_KEY_LENGTH = 16
+
+# src/census_pipeline/api/settings.py -> the repository root of an editable or source install.
+_REPO_ROOT = Path(__file__).resolve().parents[3]
+
+LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+
+
+def default_model_dir() -> Path:
+    """The repository's `models/`, where `census-pipeline train` and `gate` write."""
+    return _REPO_ROOT / "models"
+
+
+def default_model_card() -> Path:
+    """The repository's rendered model card, written by `census-pipeline card`."""
+    return _REPO_ROOT / "reports" / "card" / "model_card.html"
+
+
+class Settings(BaseSettings):
+    """Everything an operator may tune; each field is `CENSUS_API_<NAME>` in the environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_ignore_empty=True,
+        extra="forbid",
+        frozen=True,
+    )
+
+    model_dir: Path = Field(
+        default_factory=default_model_dir,
+        description="Folder holding model.txt, model.json and verdict.json.",
+    )
+    model_card_path: Path = Field(
+        default_factory=default_model_card,
+        description="The HTML model card served at /model-card (optional file).",
+    )
+    api_key: SecretStr | None = Field(
+        None,
+        description="When set, /predict and /predict/batch require it in the X-API-Key header.",
+    )
+    max_batch_size: int = Field(10_000, ge=1, le=1_000_000)
+    max_body_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=1024,
+        description="Larger request bodies get 413 (10,000 records take about 4 MB of JSON).",
+    )
+    log_level: LogLevel = "info"
+    allow_unblessed: bool = Field(
+        False,
+        description="Serve a model the gate did not bless (development only; logged loudly).",
+    )
+    access_log: bool = Field(
+        False,
+        description="Log one line per request through uvicorn's access logger.",
+    )
+    enable_bare_endpoint: bool = Field(
+        False,
+        description="Expose POST /bench/bare, a benchmark baseline that validates and returns "
+        "a constant.",
+    )
+
+    @field_validator("model_dir", "model_card_path")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        # Resolve once so log lines and error messages name the real file.
+        return value.expanduser().resolve()
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lowercase(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("api_key")
+    @classmethod
+    def _strong_key(cls, value: SecretStr | None) -> SecretStr | None:
+        # A short key is guessable; refuse it rather than give a false sense of protection.
+        if value is not None and len(value.get_secret_value()) < MIN_API_KEY_LENGTH:
+            raise ValueError(f"must be at least {MIN_API_KEY_LENGTH} characters")
+        return value
