@@ -1,0 +1,44 @@
+# syntax=docker/dockerfile:1
+# The prediction service as a container: only the `serve` dependencies plus the blessed model.
+# Build after the pipeline has run (CI's artifact or `make pipeline`), so that models/ and
+# reports/card/ hold a model the gate blessed:  docker build -t census-pipeline .
+ARG PYTHON_VERSION=3.11
+
+# --- builder: turn the project and its serve dependencies into wheels -------------------------
+FROM python:${PYTHON_VERSION}-slim AS builder
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+WORKDIR /build
+COPY pyproject.toml README.md ./
+COPY requirements/constraints.txt requirements/constraints.txt
+COPY src ./src
+RUN python -m pip wheel --wheel-dir /wheels -c requirements/constraints.txt ".[serve]"
+
+# --- runtime: no compiler, no git, no DVC, no training stack ----------------------------------
+FROM python:${PYTHON_VERSION}-slim AS runtime
+# LightGBM's wheel links against the system OpenMP runtime, which the slim image lacks.
+RUN apt-get update \
+    && apt-get install --yes --no-install-recommends libgomp1 \
+    && rm -rf /var/lib/apt/lists/*
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PORT=8000 \
+    WEB_CONCURRENCY=1 \
+    CENSUS_API_MODEL_DIR=/app/models \
+    CENSUS_API_MODEL_CARD_PATH=/app/reports/card/model_card.html
+RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
+    python -m pip install --no-index --find-links /wheels "census-pipeline[serve]"
+RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin app
+WORKDIR /app
+# The blessed model, its metadata, the gate's verdict and the card: read-only for the service.
+COPY models/model.txt models/model.json models/verdict.json ./models/
+COPY reports/card/model_card.html ./reports/card/
+USER app
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('PORT', '8000') + '/health', timeout=4)"]
+# Shell form so $PORT (set by Heroku at run time) and $WEB_CONCURRENCY expand; exec keeps
+# uvicorn as PID 1 so it receives SIGTERM directly.
+CMD exec uvicorn census_pipeline.api.main:create_app --factory --host 0.0.0.0 \
+    --port "${PORT}" --workers "${WEB_CONCURRENCY}"
