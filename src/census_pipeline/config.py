@@ -123,12 +123,70 @@ class DataParams(_Section):
     max_quarantine_share: float = Field(0.01, ge=0, le=1)
 
 
+# LightGBM settings the train step owns: they make two runs byte-identical, so params.yaml
+# cannot override them.
+RESERVED_LIGHTGBM_KEYS = frozenset(
+    {"objective", "seed", "deterministic", "num_threads", "force_col_wise", "force_row_wise",
+     "verbosity", "verbose", "num_iterations", "num_boost_round", "early_stopping_round"}
+)  # fmt: skip
+
+
 class TrainParams(_Section):
-    """Owned by the train step."""
+    """Owned by the train step: split, early stopping, threshold rule, model and tuning grid."""
+
+    # Carved from the training table, stratified and seeded; early stopping, tuning and the
+    # threshold are chosen on it. The official test set is never used for a choice.
+    validation_share: float = Field(0.2, gt=0, lt=0.5)
+    fbeta_beta: float = Field(1.0, gt=0)
+    num_threads: int = Field(1, ge=1)
+    max_rounds: int = Field(500, ge=1)
+    early_stopping_rounds: int = Field(50, ge=1)
+    # Features the model does not use; records still carry them (the record contract is fixed).
+    exclude_features: tuple[str, ...] = ("fnlgt",)
+    lightgbm: dict[str, float | int | str | bool] = Field(default_factory=dict)
+    # Every combination is trained on the split and the lowest validation log loss wins.
+    # Empty means no tuning: `lightgbm` is used as it is.
+    tuning_grid: dict[str, list[float | int | str | bool]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _knobs_are_known(self) -> TrainParams:
+        from census_pipeline.schema import FEATURES
+
+        unknown = [f for f in self.exclude_features if f not in FEATURES]
+        if unknown:
+            raise ValueError(f"exclude_features: {unknown} are not features of {FEATURES}")
+        reserved = sorted(RESERVED_LIGHTGBM_KEYS & (set(self.lightgbm) | set(self.tuning_grid)))
+        if reserved:
+            raise ValueError(f"{reserved} are set by the train step itself")
+        empty = [k for k, values in self.tuning_grid.items() if not values]
+        if empty:
+            raise ValueError(f"tuning_grid: {empty} list no values")
+        return self
 
 
 class EvaluateParams(_Section):
     """Owned by the evaluate step (overall metrics and slices)."""
+
+    bootstrap_resamples: int = Field(1000, ge=10)
+    min_slice_size: int = Field(30, ge=1)
+    # Each crossing adds slices such as feature "race x sex", value "Black x Female".
+    crossings: tuple[tuple[str, ...], ...] = (("race", "sex"),)
+    confidence: float = Field(0.95, gt=0, lt=1)
+    # Curves are downsampled to about this many points so DVC plots stay light.
+    curve_points: int = Field(200, ge=10)
+    calibration_bins: int = Field(10, ge=2)
+
+    @model_validator(mode="after")
+    def _crossings_are_categorical(self) -> EvaluateParams:
+        from census_pipeline.schema import CATEGORICAL
+
+        for crossing in self.crossings:
+            bad = [f for f in crossing if f not in CATEGORICAL]
+            if bad or len(crossing) < 2:
+                raise ValueError(
+                    f"crossings: {list(crossing)} must name two or more of {CATEGORICAL}"
+                )
+        return self
 
 
 # The parities the audit determines (Aequitas metric names). `pprev` (the share of a group

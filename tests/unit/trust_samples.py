@@ -1,0 +1,156 @@
+"""Crafted evaluation outputs for the audit, gate and card tests: small, hand-countable, quick.
+
+Every artifact the trust steps read is written here in the shape the evaluate and train steps
+produce, so these tests need no trained model. The numbers are chosen by hand so that the
+expected group metrics, disparities and verdicts can be worked out on paper.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from conftest import make_project
+
+from census_pipeline.config import Params
+from census_pipeline.files import sha256_bytes, write_json_atomic
+
+# (race, sex, label, prediction) rows, counted by hand in test_audit.py.
+TINY_ROWS: tuple[tuple[str, str, int, int], ...] = (
+    # White Male: TP TP FP TN TN FN
+    ("White", "Male", 1, 1), ("White", "Male", 1, 1), ("White", "Male", 0, 1),
+    ("White", "Male", 0, 0), ("White", "Male", 0, 0), ("White", "Male", 1, 0),
+    # Black Male: TP TN TN FN
+    ("Black", "Male", 1, 1), ("Black", "Male", 0, 0), ("Black", "Male", 0, 0),
+    ("Black", "Male", 1, 0),
+    # White Female: TP FP TN TN TN
+    ("White", "Female", 1, 1), ("White", "Female", 0, 1), ("White", "Female", 0, 0),
+    ("White", "Female", 0, 0), ("White", "Female", 0, 0),
+    # Black Female: TN TN FN
+    ("Black", "Female", 0, 0), ("Black", "Female", 0, 0), ("Black", "Female", 1, 0),
+)  # fmt: skip
+
+# Confusion cells (tp, fp, tn, fn) per (race, sex): positive predictions are equally reliable
+# everywhere (FDR 0.25), while women get far fewer false positives and more misses than men.
+FAIR_ON_FDR_CELLS: dict[tuple[str, str], tuple[int, int, int, int]] = {
+    ("White", "Male"): (300, 100, 500, 100),
+    ("White", "Female"): (60, 20, 400, 40),
+    ("Black", "Male"): (30, 10, 60, 10),
+    ("Black", "Female"): (12, 4, 80, 8),
+    ("Asian-Pac-Islander", "Male"): (5, 2, 10, 3),
+}
+
+GOOD_METRICS: dict[str, Any] = {
+    "threshold": 0.37,
+    "threshold_rule": "maximise F1 on the validation split",
+    "fbeta_beta": 1.0,
+    "n": 16281,
+    "positives": 3846,
+    "precision": 0.7012,
+    "recall": 0.7389,
+    "fbeta": 0.7196,
+    "f1": 0.7196,
+    "accuracy": 0.8621,
+    "accuracy_at_half": 0.8731,
+    "roc_auc": 0.9281,
+    "pr_auc": 0.8302,
+    "log_loss": 0.2771,
+    "brier": 0.0889,
+    "confusion_matrix": {"tn": 11227, "fp": 1208, "fn": 1004, "tp": 2842},
+}
+
+
+def frame_from_rows(rows: tuple[tuple[str, str, int, int], ...], repeat: int = 1) -> pd.DataFrame:
+    frame = pd.DataFrame(rows * repeat, columns=["race", "sex", "label", "prediction"])
+    frame["score"] = frame["prediction"] * 0.6 + 0.2
+    return frame
+
+
+def frame_from_cells(cells: dict[tuple[str, str], tuple[int, int, int, int]]) -> pd.DataFrame:
+    rows: list[tuple[str, str, int, int]] = []
+    for (race, sex), (tp, fp, tn, fn) in cells.items():
+        for count, label, prediction in ((tp, 1, 1), (fp, 0, 1), (tn, 0, 0), (fn, 1, 0)):
+            rows.extend([(race, sex, label, prediction)] * count)
+    return frame_from_rows(tuple(rows))
+
+
+def as_categories(frame: pd.DataFrame) -> pd.DataFrame:
+    """The clean step stores attributes as pandas categories; the audit must cope with that."""
+    out = frame.copy()
+    for column in ("race", "sex"):
+        out[column] = out[column].astype("category")
+    return out
+
+
+def slices_table(overrides: dict[tuple[str, str], dict[str, float]] | None = None) -> pd.DataFrame:
+    """A slices.csv in the evaluate step's shape; `overrides` replaces chosen values."""
+    base = [
+        ("sex", "Male", 10860, 3256, 0.72, 0.78),
+        ("sex", "Female", 5421, 590, 0.66, 0.68),
+        ("race", "White", 13946, 3490, 0.72, 0.77),
+        ("race", "Black", 1561, 179, 0.62, 0.64),
+        ("race", "Other", 135, 25, 0.55, 0.60),
+        ("race", "Amer-Indian-Eskimo", 60, 8, 0.20, 0.25),
+    ]
+    records = []
+    for feature, value, n, positives, recall, f1 in base:
+        record: dict[str, Any] = {
+            "feature": feature,
+            "value": value,
+            "n": n,
+            "positives": positives,
+            "small": n < 30,
+        }
+        for metric, centre in (
+            ("precision", 0.7),
+            ("recall", recall),
+            ("f1", f1),
+            ("fpr", 0.08),
+            ("fnr", 1 - recall),
+        ):
+            record.update({metric: centre, f"{metric}_ci_low": centre - 0.05})
+            record[f"{metric}_ci_high"] = centre + 0.05
+        record.update((overrides or {}).get((feature, value), {}))
+        records.append(record)
+    return pd.DataFrame(records)
+
+
+def metadata(model_text: bytes = b"tree\n") -> dict[str, Any]:
+    digest = sha256_bytes(model_text)
+    return {
+        "model_version": f"0.1.0+{digest[:12]}",
+        "created_at": "2026-01-02T03:04:05+00:00",
+        "model_sha256": digest,
+        "train_data_sha256": "ab" * 32,
+        "threshold": GOOD_METRICS["threshold"],
+        "threshold_rule": GOOD_METRICS["threshold_rule"],
+        "fbeta_beta": 1.0,
+        "params": {"learning_rate": 0.05, "num_leaves": 31},
+        "num_trees": 412,
+        "git_commit": "0123456789abcdef0123456789abcdef01234567",
+        "validation_metrics": {"roc_auc": 0.931, "f1": 0.725},
+        "tuning": {"trials": 8, "seed": 42},
+        "feature_names": ["age", "race", "sex"],
+    }
+
+
+def trust_project(
+    root: Path,
+    overrides: dict[str, object] | None = None,
+    predictions: pd.DataFrame | None = None,
+    metrics: dict[str, Any] | None = None,
+    slices: pd.DataFrame | None = None,
+) -> Params:
+    """A temp project holding crafted evaluation outputs and model metadata, with no baseline."""
+    params = make_project(root, overrides)
+    shutil.rmtree(params.paths.baseline_dir, ignore_errors=True)
+    paths = params.paths
+    paths.evaluation_dir.mkdir(parents=True, exist_ok=True)
+    frame = predictions if predictions is not None else frame_from_cells(FAIR_ON_FDR_CELLS)
+    frame.to_parquet(paths.test_predictions)
+    write_json_atomic(paths.metrics, metrics if metrics is not None else GOOD_METRICS)
+    (slices if slices is not None else slices_table()).to_csv(paths.slices, index=False)
+    write_json_atomic(paths.model_metadata, metadata())
+    return params
