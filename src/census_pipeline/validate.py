@@ -93,7 +93,11 @@ def census_schema() -> pa.DataFrameSchema:
 
 
 def _integer_check() -> pa.Check:
-    return pa.Check.str_matches(r"[+-]?\d+", error=INTEGER_RULE)
+    def whole_number(values: pd.Series[str]) -> pd.Series[bool]:
+        # fullmatch: pandera's str_matches anchors only the start, letting "40abc" through.
+        return values.str.fullmatch(r"[+-]?[0-9]+").astype(bool)
+
+    return pa.Check(whole_number, error=INTEGER_RULE)
 
 
 def _range_check(low: int, high: int) -> pa.Check:
@@ -142,18 +146,24 @@ def _failures(cases: pd.DataFrame, path: Path) -> pd.DataFrame:
 def validate(params: Params) -> ValidationReport:
     """Validate both splits; write quarantine files and the data report, or fail clearly."""
     report_path = params.paths.data_report
+    quarantines = [params.paths.quarantine(split) for split in SPLITS]
     try:
         checks = {
             split: check_split(params, split, entry)
             for split, entry in read_manifest(params).items()
         }
-        for split, check in checks.items():
-            _write_quarantine(params.paths.quarantine(split), check)
+    except PipelineError:
+        # Outputs of an earlier run would describe files that are no longer the raw data.
+        _remove(report_path, *quarantines)
+        raise
+    for split, check in checks.items():
+        _write_quarantine(params.paths.quarantine(split), check)
+    try:
         for check in checks.values():
             _enforce_share(params, check)
     except PipelineError:
-        # A report left from an earlier run would let clean proceed on data that just failed.
-        report_path.unlink(missing_ok=True)
+        # The quarantine files stay as the diagnosis; without a report, clean will not proceed.
+        _remove(report_path)
         raise
     splits = {split: _split_summary(params, split, check) for split, check in checks.items()}
     payload = {"max_quarantine_share": params.data.max_quarantine_share, "splits": splits}
@@ -161,6 +171,11 @@ def validate(params: Params) -> ValidationReport:
     for split, summary in splits.items():
         log.info("%s: %d rows, %d quarantined", split, summary["rows"], summary["quarantined_rows"])
     return ValidationReport(path=report_path, splits=splits)
+
+
+def _remove(*paths: Path) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
 
 
 def _write_quarantine(path: Path, check: SplitCheck) -> None:
@@ -178,8 +193,7 @@ def _enforce_share(params: Params, check: SplitCheck) -> None:
     limit = params.data.max_quarantine_share
     if bad / total <= limit:
         return
-    first_row = check.reasons.index[0]
-    first_line = int(check.table.lines[check.table.frame.index.get_loc(first_row)])
+    first_line = int(check.table.lines[check.reasons.index[0]])
     raise PipelineError(
         f"{check.table.path}: line {first_line}: {check.reasons.iloc[0]} "
         f"({bad} of {total} rows fail the schema, {bad / total:.2%} > "
