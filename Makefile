@@ -18,10 +18,15 @@ setup: $(STAMP)
 
 run: setup pipeline serve
 
+# The whole DVC pipeline (dvc.yaml): reruns only the stages whose code, params or inputs changed;
+# fails when the deploy gate does not bless the model. DVC runs each stage's command through the
+# shell, so the virtual environment's console scripts go first on PATH.
 pipeline: setup
-	$(BIN)/census-pipeline ingest
-	$(BIN)/census-pipeline validate
-	$(BIN)/census-pipeline clean
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
+
+# Serve the blessed model from models/ (the service refuses an unblessed or tampered one).
+serve: setup
+	$(BIN)/uvicorn census_pipeline.api.main:create_app --factory --host $(HOST) --port $(PORT)
 
 test: setup lint typecheck pytest
 
