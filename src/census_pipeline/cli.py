@@ -102,3 +102,82 @@ def clean(params: ParamsOption = None) -> None:
         f"-> {result.train_path}"
     )
     typer.echo(f"test: {result.test_rows} rows -> {result.test_path}")
+
+
+@app.command()
+@_clear_errors
+def train(params: ParamsOption = None) -> None:
+    """Train LightGBM on the clean training table; save model.txt and model.json (verified)."""
+    from census_pipeline.train import train as run_train
+
+    result = run_train(_params(params))
+    meta = result.metadata
+    val = meta.validation_metrics
+    typer.echo(
+        f"model {meta.model_version}: {meta.num_trees} trees, threshold {meta.threshold:.4f}, "
+        f"validation ROC AUC {val['roc_auc']:.4f}, F1 {val['f1']:.4f} ({result.seconds:.1f} s)"
+    )
+    typer.echo(f"model: {result.model_file}")
+    typer.echo(f"metadata: {result.metadata_file}")
+
+
+@app.command()
+@_clear_errors
+def audit(params: ParamsOption = None) -> None:
+    """Bias audit of the test predictions: group metrics, disparities, fairness, figures."""
+    from census_pipeline.audit import audit as run_audit
+
+    result = run_audit(_params(params))
+    for parity, entry in result.summary["parities"].items():
+        verdict = "holds" if entry["fair"] else f"fails for {', '.join(entry['unfair'])}"
+        typer.echo(f"{parity} ({entry['name']}): {verdict}")
+    typer.echo(f"table: {result.table}")
+    typer.echo(f"summary: {result.summary_path}")
+
+
+@app.command()
+@_clear_errors
+def gate(
+    params: ParamsOption = None,
+    override: Annotated[
+        str | None,
+        typer.Option(
+            "--override",
+            help="Bless despite failing checks; the reason is recorded in the verdict and card.",
+        ),
+    ] = None,
+) -> None:
+    """Judge the model against the policy in params.yaml; exit 0 if blessed, 1 if not."""
+    from census_pipeline.gate import gate as run_gate
+
+    resolved = _params(params)
+    verdict = run_gate(resolved, override=override)
+    for check in verdict.failures:
+        typer.echo(f"FAILED {check.name}: {check.reason}", err=True)
+    outcome = "blessed" if verdict.blessed else "NOT blessed"
+    if verdict.override is not None:
+        outcome += f" by override ({verdict.override.reason})"
+    typer.echo(f"model {verdict.model_version}: {outcome}; verdict: {resolved.paths.verdict}")
+    if not verdict.blessed:
+        raise typer.Exit(1)
+
+
+@app.command()
+@_clear_errors
+def promote(params: ParamsOption = None) -> None:
+    """Copy the blessed model's metrics and verdict to the baseline folder for later gates."""
+    from census_pipeline.gate import promote as run_promote
+
+    folder = run_promote(_params(params))
+    typer.echo(f"baseline: {folder}")
+
+
+@app.command()
+@_clear_errors
+def card(params: ParamsOption = None) -> None:
+    """Write the model card (Markdown and one self-contained HTML page) from pipeline outputs."""
+    from census_pipeline.card import card as run_card
+
+    result = run_card(_params(params))
+    typer.echo(f"card: {result.markdown}")
+    typer.echo(f"card: {result.html}")
