@@ -135,6 +135,9 @@ def check_blessing(verdict: GateVerdict | None, model_sha256: str, allow_unbless
     """True when blessed; an unblessed model is an error unless development allows it."""
     problem = _blessing_problem(verdict, model_sha256)
     if problem is None:
+        if verdict is not None and verdict.override is not None:
+            reason = verdict.override.get("reason", "no reason recorded")
+            logger.warning("the gate's checks failed but a person blessed the model: %s", reason)
         return True
     if not allow_unblessed:
         raise PipelineError(
@@ -153,7 +156,7 @@ def _blessing_problem(verdict: GateVerdict | None, model_sha256: str) -> str | N
             f"served model {model_sha256[:12]}): rerun `census-pipeline gate`"
         )
     if not verdict.blessed:
-        failed = [c.name for c in verdict.checks if c.enforced and not c.passed]
+        failed = [c.name for c in verdict.checks if c.enforced and c.passed is False]
         reasons = ", ".join(failed) or "see the verdict"
         return f"the gate did not bless this model (failed: {reasons})"
     return None

@@ -147,12 +147,13 @@ class GateCheck(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     name: str
-    kind: str | None = None
+    kind: str
     value: float | None = None
-    bound: float | None = None
-    passed: bool
-    enforced: bool = True
-    reason: str | None = None
+    bound: str | float | None = None
+    passed: bool | None = Field(description="null when the check was skipped.")
+    status: str | None = None
+    enforced: bool
+    reason: str
 
 
 class HeadlineMetrics(BaseModel):
@@ -172,11 +173,14 @@ class GateVerdict(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     blessed: bool
-    model_version: str | None = None
+    model_version: str
     model_sha256: str
-    checks: list[GateCheck] = []
-    override: dict[str, Any] | None = None
-    headline_metrics: HeadlineMetrics | None = None
+    created_at: str | None = None
+    checks: list[GateCheck]
+    override: dict[str, Any] | None = Field(
+        None, description="Set when a person blessed the model despite failed checks, with why."
+    )
+    headline_metrics: HeadlineMetrics
 
 
 class ModelInfo(BaseModel):

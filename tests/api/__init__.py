@@ -1,0 +1,1 @@
+"""Tests of the prediction service (a package, so its conftest does not shadow the root one)."""

@@ -1,0 +1,108 @@
+"""Predictions through HTTP, checked against the predictor itself."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from census_pipeline.api.main import create_app
+from census_pipeline.files import read_json
+from census_pipeline.predict import Predictor
+
+from .conftest import HIGH_EARNER, LOW_EARNER, settings_for, underscored
+
+
+@pytest.fixture(scope="module")
+def predictor(served_dir: Path) -> Predictor:
+    return Predictor.load(served_dir)
+
+
+def test_high_earner_is_predicted_above_50k(client: TestClient, served_dir: Path) -> None:
+    response = client.post("/predict", json=HIGH_EARNER)
+    assert response.status_code == 200
+    body = response.json()
+    metadata = read_json(served_dir / "model.json")
+    assert body["label"] == ">50K"
+    assert body["probability"] >= body["threshold"] == metadata["threshold"]
+    assert body["model_version"] == metadata["model_version"]
+    assert "explanation" not in body
+
+
+def test_low_earner_is_predicted_at_most_50k(client: TestClient) -> None:
+    response = client.post("/predict", json=LOW_EARNER)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["label"] == "<=50K"
+    assert 0 <= body["probability"] < body["threshold"]
+
+
+@pytest.mark.parametrize("record", [HIGH_EARNER, LOW_EARNER], ids=["high", "low"])
+def test_probability_is_the_predictors(
+    client: TestClient, predictor: Predictor, record: dict[str, Any]
+) -> None:
+    assert client.post("/predict", json=record).json()["probability"] == pytest.approx(
+        predictor.probability_one(record), abs=1e-12
+    )
+
+
+def test_underscore_spellings_give_the_same_answer(client: TestClient) -> None:
+    hyphenated = client.post("/predict", json=HIGH_EARNER).json()
+    assert client.post("/predict", json=underscored(HIGH_EARNER)).json() == hyphenated
+
+
+def test_missing_values_are_accepted_where_the_census_had_them(client: TestClient) -> None:
+    record = {**LOW_EARNER, "workclass": None, "occupation": None, "native-country": None}
+    response = client.post("/predict", json=record)
+    assert response.status_code == 200
+    assert response.json()["label"] == "<=50K"
+
+
+def test_explain_lists_the_largest_contributions(client: TestClient, predictor: Predictor) -> None:
+    response = client.post("/predict", params={"explain": "true"}, json=HIGH_EARNER)
+    assert response.status_code == 200
+    explanation = response.json()["explanation"]
+    sizes = [abs(item["contribution"]) for item in explanation]
+    assert len(explanation) == 5
+    assert sizes == sorted(sizes, reverse=True)
+    everything = predictor.contributions_one(HIGH_EARNER)
+    assert max(abs(v) for v in everything.values()) == pytest.approx(sizes[0])
+    for item in explanation:
+        assert item["value"] == HIGH_EARNER[item["feature"]]
+        assert item["contribution"] == pytest.approx(everything[item["feature"]])
+
+
+def test_batch_answers_each_record_in_order(client: TestClient) -> None:
+    records = [HIGH_EARNER, LOW_EARNER, underscored(HIGH_EARNER)]
+    response = client.post("/predict/batch", json=records)
+    assert response.status_code == 200
+    singles = [client.post("/predict", json=record).json() for record in records]
+    batch = response.json()
+    assert [p["label"] for p in batch] == [">50K", "<=50K", ">50K"]
+    for one, single in zip(batch, singles, strict=True):
+        assert one["probability"] == pytest.approx(single["probability"], abs=1e-9)
+        assert one["threshold"] == single["threshold"]
+        assert one["model_version"] == single["model_version"]
+
+
+def test_batch_can_explain_too(client: TestClient) -> None:
+    response = client.post("/predict/batch?explain=true", json=[LOW_EARNER, HIGH_EARNER])
+    assert response.status_code == 200
+    assert all(len(p["explanation"]) == 5 for p in response.json())
+
+
+def test_batch_over_the_limit_is_413(served_dir: Path) -> None:
+    app: FastAPI = create_app(settings_for(served_dir, max_batch_size=2))
+    with TestClient(app) as client:
+        assert client.post("/predict/batch", json=[LOW_EARNER] * 2).status_code == 200
+        response = client.post("/predict/batch", json=[LOW_EARNER] * 3)
+    assert response.status_code == 413
+    assert "limit of 2" in response.json()["detail"]
+
+
+def test_bare_endpoint_validates_like_predict(client: TestClient) -> None:
+    assert client.post("/bench/bare", json=HIGH_EARNER).status_code == 200
+    assert client.post("/bench/bare", json={**HIGH_EARNER, "age": 7}).status_code == 422

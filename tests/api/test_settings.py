@@ -1,0 +1,67 @@
+"""Settings come from CENSUS_API_* variables, with safe defaults and refusals of unsafe values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from census_pipeline.api.loading import METADATA_FILE, VERDICT_FILE
+from census_pipeline.api.settings import Settings
+from census_pipeline.config import PathsParams
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_defaults_point_at_the_repository_and_are_safe() -> None:
+    settings = Settings()
+    assert settings.model_dir == REPO / "models"
+    assert settings.model_card_path == REPO / "reports" / "card" / "model_card.html"
+    assert settings.api_key is None
+    assert settings.max_batch_size == 10_000
+    assert settings.allow_unblessed is False
+    assert settings.enable_bare_endpoint is False
+
+
+def test_values_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("CENSUS_API_MODEL_DIR", str(tmp_path))
+    monkeypatch.setenv("CENSUS_API_MAX_BATCH_SIZE", "50")
+    monkeypatch.setenv("CENSUS_API_API_KEY", "a" * 32)
+    monkeypatch.setenv("CENSUS_API_LOG_LEVEL", "DEBUG")
+    monkeypatch.setenv("CENSUS_API_ALLOW_UNBLESSED", "true")
+    settings = Settings()
+    assert settings.model_dir == tmp_path.resolve()
+    assert settings.max_batch_size == 50
+    assert settings.api_key is not None and settings.api_key.get_secret_value() == "a" * 32
+    assert "a" * 32 not in repr(settings)
+    assert settings.log_level == "debug"
+    assert settings.allow_unblessed is True
+
+
+def test_an_empty_variable_means_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CENSUS_API_API_KEY", "")
+    assert Settings().api_key is None
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("api_key", "short"),
+        ("max_batch_size", 0),
+        ("max_body_bytes", 10),
+        ("log_level", "chatty"),
+        ("no_such_setting", 1),
+    ],
+)
+def test_unsafe_or_unknown_values_are_refused(name: str, value: object) -> None:
+    overrides: dict[str, Any] = {name: value}
+    with pytest.raises(ValidationError, match=name):
+        Settings(**overrides)
+
+
+def test_file_names_agree_with_the_pipeline() -> None:
+    paths = PathsParams()
+    assert paths.verdict.name == VERDICT_FILE
+    assert paths.model_metadata.name == METADATA_FILE
