@@ -1,0 +1,447 @@
+"""The deploy gate: check the evaluated model against the policy in params.yaml and say why.
+
+The verdict lists every check with its value, bound, outcome and a one-sentence reason, so it can
+be read and argued with on its own. It is written next to the model (never into the model's
+metadata, which belongs to the train step) and names the model's sha256, so the service can tell
+whether a verdict belongs to the model it loads. A blessed model can be promoted: its metrics and
+verdict are copied to the committed baseline folder, which later gates compare against.
+
+Nothing here passes by default: a metric the policy names but the artifacts lack is an error, and
+a check that cannot run (no baseline yet) says so as `skipped` instead of vanishing.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+
+from census_pipeline.audit import PARITY_NAMES, distance_from_parity
+from census_pipeline.config import GateParams, MetricBound, Params
+from census_pipeline.errors import PipelineError
+from census_pipeline.files import read_json, sha256_file, write_bytes_atomic, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+HEADLINE: Final = ("roc_auc", "accuracy", "f1", "precision", "recall", "threshold")
+BASELINE_METRICS: Final = "metrics.json"
+BASELINE_VERDICT: Final = "verdict.json"
+
+Kind = Literal["overall", "slice", "fairness", "change"]
+Status = Literal["passed", "failed", "skipped"]
+
+
+class Check(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    kind: Kind
+    value: float | None
+    bound: str
+    passed: bool | None  # None only when skipped
+    status: Status
+    enforced: bool
+    reason: str
+    detail: dict[str, Any] = {}
+
+
+class Override(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    reason: str
+    failed_checks: list[str]
+
+
+class Verdict(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    blessed: bool
+    model_version: str
+    model_sha256: str
+    created_at: str
+    checks: list[Check]
+    override: Override | None
+    policy: dict[str, Any]
+    headline_metrics: dict[str, float]
+    baseline: dict[str, Any] | None
+    inputs: dict[str, str]
+
+    @property
+    def failures(self) -> list[Check]:
+        """Enforced checks that failed: the ones that block a blessing."""
+        return [c for c in self.checks if c.enforced and c.status == "failed"]
+
+
+def gate(params: Params, override: str | None = None) -> Verdict:
+    """Judge the model, write models/verdict.json and return the verdict."""
+    if override is not None and not override.strip():
+        raise PipelineError(
+            "--override needs a reason: say why this model may ship despite failing"
+        )
+    paths = params.paths
+    metadata = read_metadata(paths.model_metadata)
+    metrics = read_metrics(paths.metrics)
+    summary = read_audit_summary(paths.audit_dir / "summary.json", paths.test_predictions)
+    baseline = read_baseline(paths.baseline_dir)
+    checks = [
+        *overall_checks(metrics, params.gate, paths.metrics),
+        *slice_checks(read_slices(paths.slices), params.gate),
+        *fairness_checks(summary, params.gate),
+        *change_checks(metrics, baseline, params.gate, paths.baseline_dir / BASELINE_METRICS),
+    ]
+    verdict = decide(checks, override, metadata, metrics, params, baseline, _input_digests(params))
+    write_json_atomic(paths.verdict, verdict.model_dump(mode="json"))
+    log.info("gate: blessed=%s, %d failing checks", verdict.blessed, len(verdict.failures))
+    return verdict
+
+
+def decide(
+    checks: list[Check],
+    override: str | None,
+    metadata: dict[str, Any],
+    metrics: dict[str, Any],
+    params: Params,
+    baseline: dict[str, Any] | None,
+    inputs: dict[str, str],
+) -> Verdict:
+    """Blessed when no enforced check failed, or when a reason to ship anyway was given."""
+    failed = [c.name for c in checks if c.enforced and c.status == "failed"]
+    recorded = None
+    if override is not None:
+        recorded = Override(reason=override.strip(), failed_checks=failed)
+    return Verdict(
+        blessed=not failed or recorded is not None,
+        model_version=str(metadata["model_version"]),
+        model_sha256=str(metadata["model_sha256"]),
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        checks=checks,
+        override=recorded,
+        policy=policy_record(params),
+        headline_metrics={k: float(metrics[k]) for k in HEADLINE},
+        baseline=_baseline_identity(baseline),
+        inputs=inputs,
+    )
+
+
+def policy_record(params: Params) -> dict[str, Any]:
+    """What was applied, including the audit's tolerance the fairness checks rely on."""
+    audit = params.audit
+    return {
+        **params.gate.model_dump(mode="json"),
+        "audit": {"tau": audit.tau, "alpha": audit.alpha, "min_support": audit.min_support},
+    }
+
+
+# --- reading the inputs -----------------------------------------------------------------------
+
+
+def read_metadata(path: Path) -> dict[str, Any]:
+    metadata = read_json(path)
+    for key in ("model_version", "model_sha256"):
+        if not isinstance(metadata, dict) or not isinstance(metadata.get(key), str):
+            raise PipelineError(f"{path}: field {key!r} missing or not a string")
+    return dict(metadata)
+
+
+def read_metrics(path: Path) -> dict[str, Any]:
+    metrics = read_json(path)
+    if not isinstance(metrics, dict):
+        raise PipelineError(f"{path}: expected a JSON object of metrics")
+    for key in HEADLINE:
+        metric_value(metrics, key, path)
+    return metrics
+
+
+def metric_value(metrics: dict[str, Any], name: str, source: Path) -> float:
+    """A finite number or an error: a check must never pass because its metric is absent."""
+    if name not in metrics:
+        raise PipelineError(f"{source}: metric {name!r} missing (the gate policy needs it)")
+    value = metrics[name]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise PipelineError(f"{source}: metric {name!r} is {value!r}, expected a finite number")
+    return float(value)
+
+
+def read_slices(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, keep_default_na=False, na_values=[""])
+    except FileNotFoundError as exc:
+        raise PipelineError(f"{path}: not found (run `census-pipeline evaluate` first)") from exc
+
+
+def read_audit_summary(path: Path, predictions: Path) -> dict[str, Any]:
+    """The audit's summary, refused when it describes other predictions than the current ones."""
+    summary = read_json(path)
+    if not isinstance(summary, dict) or "parities" not in summary:
+        raise PipelineError(f"{path}: not an audit summary (no 'parities')")
+    if predictions.is_file() and summary.get("predictions_sha256") != sha256_file(predictions):
+        raise PipelineError(
+            f"{path}: audits other predictions than {predictions.name}; run `census-pipeline audit`"
+        )
+    return summary
+
+
+def read_baseline(folder: Path) -> dict[str, Any] | None:
+    """The promoted baseline's metrics and verdict, or None when nothing was promoted yet."""
+    metrics_path = folder / BASELINE_METRICS
+    if not metrics_path.is_file():
+        return None
+    verdict_path = folder / BASELINE_VERDICT
+    verdict = read_json(verdict_path) if verdict_path.is_file() else {}
+    return {"metrics": read_json(metrics_path), "verdict": verdict}
+
+
+def _baseline_identity(baseline: dict[str, Any] | None) -> dict[str, Any] | None:
+    if baseline is None:
+        return None
+    verdict = baseline["verdict"]
+    return {k: verdict.get(k) for k in ("model_version", "model_sha256", "created_at")}
+
+
+def _input_digests(params: Params) -> dict[str, str]:
+    """Which files were judged, so a verdict can be traced to exactly these artifacts."""
+    paths = params.paths
+    files = {
+        "metrics": paths.metrics,
+        "slices": paths.slices,
+        "audit_summary": paths.audit_dir / "summary.json",
+        "model_metadata": paths.model_metadata,
+    }
+    return {name: sha256_file(path) for name, path in files.items()}
+
+
+# --- the checks -------------------------------------------------------------------------------
+
+
+def overall_checks(metrics: dict[str, Any], policy: GateParams, source: Path) -> list[Check]:
+    return [
+        _bound_check(name, metric_value(metrics, name, source), bound)
+        for name, bound in policy.overall.items()
+    ]
+
+
+def _bound_check(name: str, value: float, bound: MetricBound) -> Check:
+    low_ok = bound.min is None or value >= bound.min
+    high_ok = bound.max is None or value <= bound.max
+    passed = low_ok and high_ok
+    text = _bound_text(bound)
+    verb = "meets" if passed else "misses"
+    return Check(
+        name=f"overall:{name}",
+        kind="overall",
+        value=value,
+        bound=text,
+        passed=passed,
+        status="passed" if passed else "failed",
+        enforced=True,
+        reason=f"Test-set {name} is {value:.4f}, which {verb} the bound {text}.",
+    )
+
+
+def _bound_text(bound: MetricBound) -> str:
+    parts = []
+    if bound.min is not None:
+        parts.append(f">= {bound.min:g}")
+    if bound.max is not None:
+        parts.append(f"<= {bound.max:g}")
+    return " and ".join(parts)
+
+
+def slice_checks(slices: pd.DataFrame, policy: GateParams) -> list[Check]:
+    """Per metric: no slice of at least min_n rows whose CI upper end is below the floor."""
+    rules = policy.slices
+    checks = []
+    for metric, floor in rules.floors.items():
+        column = f"{metric}_ci_high"
+        needed = {"feature", "value", "n", column}
+        if missing := needed - set(slices.columns):
+            raise PipelineError(f"slices table: column(s) {sorted(missing)} missing (gate.slices)")
+        large = slices[slices["n"] >= rules.min_n]
+        if large.empty:
+            raise PipelineError(f"slices table: no slice has n >= {rules.min_n}; nothing to judge")
+        undefined = large[large[column].isna()]
+        judged = large[large[column].notna()]
+        below = judged[judged[column] < floor].sort_values(column)
+        checks.append(_slice_check(metric, floor, rules.min_n, judged, below, undefined))
+    return checks
+
+
+def _slice_check(
+    metric: str,
+    floor: float,
+    min_n: int,
+    judged: pd.DataFrame,
+    below: pd.DataFrame,
+    undefined: pd.DataFrame,
+) -> Check:
+    column = f"{metric}_ci_high"
+    names = [f"{r.feature}={r.value}" for r in below.itertuples()]
+    worst = float(judged[column].min()) if len(judged) else None
+    if names:
+        reason = (
+            f"{len(names)} of {len(judged)} slices with n >= {min_n} have a {metric} CI upper "
+            f"bound below {floor:g}, worst {names[0]} at {worst:.3f}."
+        )
+    else:
+        reason = (
+            f"All {len(judged)} slices with n >= {min_n} have a {metric} CI upper bound of "
+            f"at least {floor:g}."
+        )
+    if len(undefined):
+        reason = reason[:-1] + f"; {len(undefined)} had no defined {metric} (no cases to measure)."
+    return Check(
+        name=f"slice:{metric}",
+        kind="slice",
+        value=worst,
+        bound=f"CI upper bound >= {floor:g} for slices with n >= {min_n}",
+        passed=not names,
+        status="failed" if names else "passed",
+        enforced=True,
+        reason=reason,
+        detail={
+            "failing": names,
+            "undefined": [f"{r.feature}={r.value}" for r in undefined.itertuples()],
+        },
+    )
+
+
+def fairness_checks(summary: dict[str, Any], policy: GateParams) -> list[Check]:
+    """One check per parity and attribute, enforced or reported as the policy says."""
+    band = summary["band"]
+    checks = []
+    for parity, rule in policy.fairness.items():
+        if parity not in summary["parities"]:
+            raise PipelineError(
+                f"audit summary: parity {parity!r} missing (gate.fairness needs it)"
+            )
+        groups = summary["parities"][parity]["groups"]
+        for attribute in summary["attributes"]:
+            own = [g for g in groups if g["attribute"] == attribute]
+            checks.append(_fairness_check(parity, attribute, own, band, rule.enforced, summary))
+    return checks
+
+
+def _fairness_check(
+    parity: str,
+    attribute: str,
+    groups: list[dict[str, Any]],
+    band: list[float],
+    enforced: bool,
+    summary: dict[str, Any],
+) -> Check:
+    unfair = [g for g in groups if g["status"] == "unfair"]
+    defined = [g for g in groups if g["disparity"] is not None]
+    worst = max(unfair or defined, key=lambda g: distance_from_parity(g["disparity"]), default=None)
+    ref = summary["reference_groups"][attribute]
+    name = PARITY_NAMES[parity]
+    if unfair and worst is not None:
+        others = f" (and {len(unfair) - 1} more)" if len(unfair) > 1 else ""
+        reason = (
+            f"{worst['group']}'s {name} is {worst['disparity']:.2f}x {ref}'s, outside "
+            f"[{band[0]:.2f}, {band[1]:.2f}] and significant "
+            f"(Holm p = {worst['p_holm']:.2g}){others}."
+        )
+    else:
+        inconclusive = sum(g["status"] == "inconclusive" for g in groups)
+        reason = f"No {attribute} group's {name} differs significantly from {ref}'s beyond the band"
+        reason += f" ({inconclusive} too uncertain to judge)." if inconclusive else "."
+    return Check(
+        name=f"fairness:{parity}:{attribute}",
+        kind="fairness",
+        value=None if worst is None else worst["disparity"],
+        bound=f"disparity within [{band[0]:.2f}, {band[1]:.2f}] unless not significant",
+        passed=not unfair,
+        status="failed" if unfair else "passed",
+        enforced=enforced,
+        reason=reason,
+        detail={
+            "reference": ref,
+            "worst_group": None if worst is None else worst["group"],
+            "unfair": [g["group"] for g in unfair],
+            "inconclusive": [g["group"] for g in groups if g["status"] == "inconclusive"],
+        },
+    )
+
+
+def change_checks(
+    metrics: dict[str, Any], baseline: dict[str, Any] | None, policy: GateParams, source: Path
+) -> list[Check]:
+    rules = [(m, -limit) for m, limit in policy.change.max_drop.items()]
+    rules += [(m, limit) for m, limit in policy.change.max_rise.items()]
+    return [_change_check(metrics, baseline, metric, limit, source) for metric, limit in rules]
+
+
+def _change_check(
+    metrics: dict[str, Any],
+    baseline: dict[str, Any] | None,
+    metric: str,
+    limit: float,
+    source: Path,
+) -> Check:
+    """`limit` < 0 bounds a drop (higher is better), > 0 a rise (lower is better)."""
+    current = metric_value(metrics, metric, Path("current metrics"))
+    bound = f"drop <= {-limit:g}" if limit < 0 else f"rise <= {limit:g}"
+    name = f"change:{metric}"
+    if baseline is None:
+        return Check(
+            name=name,
+            kind="change",
+            value=None,
+            bound=bound,
+            passed=None,
+            status="skipped",
+            enforced=True,
+            reason=f"No promoted baseline at {source.parent.name}/, so {metric} was not compared.",
+        )
+    previous = metric_value(baseline["metrics"], metric, source)
+    delta = current - previous
+    passed = delta >= limit if limit < 0 else delta <= limit
+    verb = "within" if passed else "beyond"
+    return Check(
+        name=name,
+        kind="change",
+        value=delta,
+        bound=bound,
+        passed=passed,
+        status="passed" if passed else "failed",
+        enforced=True,
+        reason=(
+            f"{metric} moved by {delta:+.4f} from the baseline's {previous:.4f} to "
+            f"{current:.4f}, {verb} the allowed {bound}."
+        ),
+        detail={"baseline": previous, "current": current},
+    )
+
+
+# --- promotion --------------------------------------------------------------------------------
+
+
+def promote(params: Params) -> Path:
+    """Copy the blessed model's metrics and verdict into the baseline folder.
+
+    Refused when the verdict is not blessed or belongs to another model than the current one, so
+    the baseline can only ever hold a model that passed (or was knowingly overridden).
+    """
+    paths = params.paths
+    verdict = read_json(paths.verdict)
+    metadata = read_metadata(paths.model_metadata)
+    if verdict.get("model_sha256") != metadata["model_sha256"]:
+        raise PipelineError(
+            f"{paths.verdict}: judges model {str(verdict.get('model_sha256'))[:12]}, not the "
+            f"current {metadata['model_sha256'][:12]}; run `census-pipeline gate` first"
+        )
+    if verdict.get("blessed") is not True:
+        raise PipelineError(f"{paths.verdict}: the model is not blessed, so it cannot be promoted")
+    if verdict.get("inputs", {}).get("metrics") != sha256_file(paths.metrics):
+        raise PipelineError(
+            f"{paths.metrics}: changed since the verdict; run `census-pipeline gate`"
+        )
+    folder = paths.baseline_dir
+    write_bytes_atomic(folder / BASELINE_METRICS, paths.metrics.read_bytes())
+    write_bytes_atomic(folder / BASELINE_VERDICT, paths.verdict.read_bytes())
+    return folder

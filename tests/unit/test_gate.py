@@ -1,0 +1,211 @@
+"""Gate: passes and fails on crafted metric files, refuses missing metrics, compares baselines."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from trust_samples import GOOD_METRICS, slices_table, trust_project
+from typer.testing import CliRunner
+
+from census_pipeline.audit import audit
+from census_pipeline.cli import app
+from census_pipeline.config import Params
+from census_pipeline.errors import PipelineError
+from census_pipeline.files import read_json, write_json_atomic
+from census_pipeline.gate import Check, Verdict, gate, promote
+
+
+@pytest.fixture(scope="module")
+def audited(tmp_path_factory: pytest.TempPathFactory) -> Params:
+    """One audit of the crafted predictions, copied into each test's project (audits are slow)."""
+    params = trust_project(tmp_path_factory.mktemp("audited"))
+    audit(params)
+    return params
+
+
+@pytest.fixture
+def make(audited: Params, tmp_path: Path) -> Callable[..., Params]:
+    def build(**kwargs: Any) -> Params:
+        params = trust_project(tmp_path, **kwargs)
+        shutil.copy2(audited.paths.test_predictions, params.paths.test_predictions)
+        shutil.copytree(audited.paths.audit_dir, params.paths.audit_dir)
+        return params
+
+    return build
+
+
+def _check(verdict: Verdict, name: str) -> Check:
+    return next(c for c in verdict.checks if c.name == name)
+
+
+def _with(**changes: float) -> dict[str, Any]:
+    return {**GOOD_METRICS, **changes}
+
+
+@pytest.fixture
+def good(make: Callable[..., Params]) -> Params:
+    return make()
+
+
+def test_a_good_model_is_blessed_with_every_check_listed(good: Params) -> None:
+    verdict = gate(good)
+    assert verdict.blessed and verdict.override is None
+    kinds = {c.kind for c in verdict.checks}
+    assert kinds == {"overall", "slice", "fairness", "change"}
+    assert _check(verdict, "overall:roc_auc").value == GOOD_METRICS["roc_auc"]
+    assert verdict.headline_metrics["threshold"] == GOOD_METRICS["threshold"]
+    written = read_json(good.paths.verdict)
+    assert written["blessed"] is True
+    assert written["model_sha256"] == read_json(good.paths.model_metadata)["model_sha256"]
+    for check in written["checks"]:
+        assert check["reason"].endswith(".") and check["bound"]
+
+
+def test_reported_only_parity_fails_visibly_without_blocking(good: Params) -> None:
+    # The crafted women's FPR is about 0.29x men's: outside the band, reported only by default.
+    verdict = gate(good)
+    fpr = _check(verdict, "fairness:fpr:sex")
+    assert fpr.status == "failed" and not fpr.enforced
+    assert fpr.value == pytest.approx((20 + 4) / 504 / ((100 + 10 + 2) / 682), rel=1e-6)
+    assert "Female" in fpr.reason
+    assert _check(verdict, "fairness:fdr:sex").status == "passed"
+    assert verdict.blessed
+
+
+def test_enforcing_a_failing_parity_blocks(make: Callable[..., Params]) -> None:
+    rule = {"enforced": True, "reason": "Test policy: false positives must be balanced."}
+    params = make(overrides={"gate.fairness.fpr": rule})
+    verdict = gate(params)
+    assert not verdict.blessed
+    assert "fairness:fpr:sex" in [c.name for c in verdict.failures]
+
+
+def test_a_metric_below_its_bound_fails_with_the_numbers(make: Callable[..., Params]) -> None:
+    params = make(metrics=_with(roc_auc=0.9012))
+    verdict = gate(params)
+    assert not verdict.blessed
+    check = _check(verdict, "overall:roc_auc")
+    assert check.status == "failed" and check.bound == ">= 0.92"
+    assert "0.9012" in check.reason
+
+
+def test_an_upper_bound_fails_too(make: Callable[..., Params]) -> None:
+    params = make(metrics=_with(brier=0.12))
+    assert _check(gate(params), "overall:brier").status == "failed"
+
+
+@pytest.mark.parametrize("bad", [None, "high", float("nan"), True])
+def test_a_missing_or_non_numeric_metric_is_an_error(
+    make: Callable[..., Params], bad: object
+) -> None:
+    metrics = dict(GOOD_METRICS)
+    if bad is None:
+        del metrics["brier"]
+    else:
+        metrics["brier"] = bad
+    params = make()
+    params.paths.metrics.write_text(json.dumps(metrics), encoding="utf-8")  # NaN as JSON's NaN
+    with pytest.raises(PipelineError, match=r"metrics\.json: metric 'brier'"):
+        gate(params)
+    assert not params.paths.verdict.exists()
+
+
+def test_a_slice_confidently_below_the_floor_fails(make: Callable[..., Params]) -> None:
+    weak = {("race", "Black"): {"recall_ci_high": 0.21}}
+    params = make(slices=slices_table(weak))
+    check = _check(gate(params), "slice:recall")
+    assert check.status == "failed" and check.value == pytest.approx(0.21)
+    assert check.detail["failing"] == ["race=Black"]
+
+
+def test_a_small_slice_below_the_floor_is_not_judged(make: Callable[..., Params]) -> None:
+    # race=Amer-Indian-Eskimo has n = 60 < 100 and a recall CI upper bound of 0.30.
+    weak = {("race", "Amer-Indian-Eskimo"): {"recall_ci_high": 0.05}}
+    params = make(slices=slices_table(weak))
+    assert _check(gate(params), "slice:recall").status == "passed"
+
+
+def test_without_a_baseline_change_checks_are_skipped_not_passed(good: Params) -> None:
+    verdict = gate(good)
+    changes = [c for c in verdict.checks if c.kind == "change"]
+    assert changes and all(c.status == "skipped" and c.passed is None for c in changes)
+    assert verdict.baseline is None
+
+
+def test_promote_then_a_drop_beyond_the_bound_fails(make: Callable[..., Params]) -> None:
+    params = make()
+    gate(params)
+    folder = promote(params)
+    assert read_json(folder / "metrics.json")["roc_auc"] == GOOD_METRICS["roc_auc"]
+    write_json_atomic(params.paths.metrics, _with(roc_auc=GOOD_METRICS["roc_auc"] - 0.006))
+    verdict = gate(params)
+    check = _check(verdict, "change:roc_auc")
+    assert check.status == "failed" and check.value == pytest.approx(-0.006)
+    assert verdict.baseline is not None and not verdict.blessed
+    write_json_atomic(params.paths.metrics, _with(roc_auc=GOOD_METRICS["roc_auc"] - 0.004))
+    assert _check(gate(params), "change:roc_auc").status == "passed"
+
+
+def test_a_rise_of_a_lower_is_better_metric_is_bounded(make: Callable[..., Params]) -> None:
+    params = make()
+    gate(params)
+    promote(params)
+    write_json_atomic(params.paths.metrics, _with(brier=GOOD_METRICS["brier"] + 0.006))
+    assert _check(gate(params), "change:brier").status == "failed"
+
+
+def test_promote_refuses_an_unblessed_model(make: Callable[..., Params]) -> None:
+    params = make(metrics=_with(f1=0.5))
+    gate(params)
+    with pytest.raises(PipelineError, match="not blessed"):
+        promote(params)
+    assert not (params.paths.baseline_dir / "metrics.json").exists()
+
+
+def test_promote_refuses_a_verdict_for_another_model(make: Callable[..., Params]) -> None:
+    params = make()
+    gate(params)
+    meta = read_json(params.paths.model_metadata)
+    write_json_atomic(params.paths.model_metadata, {**meta, "model_sha256": "f" * 64})
+    with pytest.raises(PipelineError, match="run `census-pipeline gate` first"):
+        promote(params)
+
+
+def test_override_blesses_and_records_the_reason(make: Callable[..., Params]) -> None:
+    params = make(metrics=_with(f1=0.61))
+    verdict = gate(params, override="Demo build for the course review, not for users.")
+    assert verdict.blessed
+    assert verdict.override is not None
+    assert verdict.override.failed_checks == ["overall:f1"]
+    assert read_json(params.paths.verdict)["override"]["reason"].startswith("Demo build")
+
+
+@pytest.mark.parametrize("reason", ["", "   "])
+def test_an_empty_override_reason_is_refused(good: Params, reason: str) -> None:
+    with pytest.raises(PipelineError, match="needs a reason"):
+        gate(good, override=reason)
+
+
+def test_a_stale_audit_is_refused(make: Callable[..., Params]) -> None:
+    params = make()
+    frame = slices_table()  # any change to the predictions file makes the audit stale
+    frame.to_parquet(params.paths.test_predictions)
+    with pytest.raises(PipelineError, match="run `census-pipeline audit`"):
+        gate(params)
+
+
+def test_cli_exit_status_follows_the_blessing(make: Callable[..., Params]) -> None:
+    runner = CliRunner()
+    params = make(metrics=_with(accuracy=0.80))
+    yaml_path = str(params.paths.metrics.parents[2] / "params.yaml")
+    failed = runner.invoke(app, ["gate", "--params", yaml_path])
+    assert failed.exit_code == 1
+    assert "overall:accuracy" in failed.output
+    blessed = runner.invoke(app, ["gate", "--params", yaml_path, "--override", "Known, accepted."])
+    assert blessed.exit_code == 0, blessed.output
+    assert runner.invoke(app, ["promote", "--params", yaml_path]).exit_code == 0
