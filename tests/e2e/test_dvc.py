@@ -1,0 +1,280 @@
+"""The DVC pipeline for real, in a temporary copy of the repository (never the repo's own outputs).
+
+One full `dvc repro` from nothing and one parameter experiment serve every test in this module,
+in order: every output is produced and known to DVC; a second repro does nothing; changing one
+training parameter reruns train and what follows but not the data steps; the experiment shows up
+in `dvc exp show` and `dvc metrics diff`; `dvc push` to the default remote and `dvc pull` into a
+fresh clone restore the outputs byte for byte.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import REPO_ROOT, real_data_dir
+
+pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent
+DATA_STAGES = ("ingest", "validate", "clean")
+# A training knob that changes the model without changing what the gate would decide.
+EXPERIMENT_PARAM = "train.early_stopping_rounds"
+
+
+@dataclass(frozen=True)
+class Project:
+    """A git + DVC checkout in a temporary folder, with commands run inside it."""
+
+    root: Path
+    env: dict[str, str]
+
+    def run(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            argv, cwd=self.root, env=self.env, capture_output=True, text=True, check=False
+        )
+        if check and result.returncode != 0:
+            pytest.fail(f"{' '.join(argv)} exited {result.returncode}:\n{_tail(result)}")
+        return result
+
+    def dvc(self, *argv: str, check: bool = True) -> str:
+        return self.run(str(BIN / "dvc"), *argv, check=check).stdout
+
+    def git(self, *argv: str) -> str:
+        return self.run("git", *argv).stdout
+
+    def stages(self) -> dict[str, dict[str, Any]]:
+        loaded: dict[str, dict[str, Any]] = yaml.safe_load(
+            (self.root / "dvc.yaml").read_text(encoding="utf-8")
+        )["stages"]
+        return loaded
+
+    def outputs(self) -> list[str]:
+        found = []
+        for stage in self.stages().values():
+            for key in ("outs", "metrics", "plots"):
+                found += [next(iter(e)) if isinstance(e, dict) else e for e in stage.get(key, [])]
+        return found
+
+
+def _tail(result: subprocess.CompletedProcess[str]) -> str:
+    return (result.stdout + result.stderr)[-4000:]
+
+
+def ran_stages(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def digests(root: Path, outputs: list[str]) -> dict[str, str]:
+    """sha256 of every file under the given outputs, keyed by repo-relative path."""
+    found = {}
+    for out in outputs:
+        path = root / out
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in files:
+            found[str(file.relative_to(root))] = hashlib.sha256(file.read_bytes()).hexdigest()
+    return found
+
+
+def copy_repository(target: Path) -> None:
+    """The files git knows about (tracked, or new and not ignored): what a clone would hold."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source = REPO_ROOT / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+
+
+def project_env(data_dir: Path | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CENSUS_", "DVC_"))}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["DVC_NO_ANALYTICS"] = "1"
+    if data_dir is not None:
+        env["CENSUS_DATA_DIR"] = str(data_dir)
+    return env
+
+
+def init_git(project: Project) -> None:
+    project.git("init", "-q", "-b", "main")
+    project.git("config", "user.name", "Pipeline Test")
+    project.git("config", "user.email", "pipeline-test@example.invalid")
+    project.git("add", "-A")
+    project.git("commit", "-q", "-m", "copy of the working tree")
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    root = tmp_path_factory.mktemp("dvc") / "repo"
+    root.mkdir()
+    copy_repository(root)
+    created = Project(root, project_env(real_data_dir()))
+    init_git(created)
+    return created
+
+
+@pytest.fixture(scope="module")
+def first_repro(project: Project) -> str:
+    return project.dvc("repro")
+
+
+@pytest.fixture(scope="module")
+def experiment(project: Project, first_repro: str) -> Iterator[tuple[str, str]]:
+    """Commit the first run, then run one experiment that changes a training parameter."""
+    if "train" not in project.stages():
+        pytest.skip("the train stage has not landed yet")
+    project.git("add", "dvc.lock")
+    project.git("commit", "-q", "-m", "first full run")
+    section, key = EXPERIMENT_PARAM.split(".")
+    current = yaml.safe_load((project.root / "params.yaml").read_text(encoding="utf-8"))
+    value = int(current[section][key]) + 10
+    output = project.dvc("exp", "run", "--name", "e2e-exp", "-S", f"{EXPERIMENT_PARAM}={value}")
+    yield output, str(value)
+
+
+# --- one repro from nothing ------------------------------------------------------------------
+
+
+def test_repro_from_nothing_runs_every_stage(project: Project, first_repro: str) -> None:
+    assert ran_stages(first_repro) == set(project.stages())
+
+
+def test_repro_produces_every_declared_output(project: Project, first_repro: str) -> None:
+    for out in project.outputs():
+        path = project.root / out
+        assert path.exists(), out
+        assert path.is_file() or any(path.iterdir()), f"{out} is an empty folder"
+
+
+def test_everything_the_steps_write_is_a_dvc_output(project: Project, first_repro: str) -> None:
+    declared = [project.root / out for out in project.outputs()]
+    for folder in ("data", "models", "reports"):
+        for file in (p for p in (project.root / folder).rglob("*") if p.is_file()):
+            assert any(file == d or d in file.parents for d in declared), file
+
+
+def test_outputs_are_git_ignored_and_dvc_tracked(project: Project, first_repro: str) -> None:
+    assert project.git("status", "--porcelain", "--untracked-files=all").split() in (
+        [],
+        ["M", "dvc.lock"],
+    )
+    assert "up to date" in project.dvc("status")
+
+
+def test_second_repro_does_nothing(project: Project, first_repro: str) -> None:
+    lock = (project.root / "dvc.lock").read_bytes()
+    output = project.dvc("repro")
+    assert ran_stages(output) == set()
+    for stage in project.stages():
+        assert f"Stage '{stage}' didn't change, skipping" in output
+    assert (project.root / "dvc.lock").read_bytes() == lock
+
+
+def test_metrics_show_reads_the_evaluation(project: Project, first_repro: str) -> None:
+    pytest.importorskip("census_pipeline.evaluate")
+    shown = json.loads(project.dvc("metrics", "show", "--json"))
+    (workspace,) = shown.values()
+    files = workspace["data"]
+    metrics_files = [f for f in files if f.endswith("metrics.json")]
+    assert metrics_files, files
+    values = files[metrics_files[0]]["data"]
+    assert 0.5 < _find_number(values, "roc_auc") <= 1.0
+
+
+def test_plots_show_renders_every_plot_with_data(project: Project, first_repro: str) -> None:
+    pytest.importorskip("census_pipeline.evaluate")
+    rendered = json.loads(project.dvc("plots", "show", "--json"))
+    assert not rendered.get("errors"), rendered.get("errors")
+    data = rendered["data"]
+    assert len(data) >= 4
+    for name, entries in data.items():
+        (entry,) = entries
+        assert entry["type"] == "vega"
+        spec = entry["content"]
+        values = spec["data"]["values"] if "data" in spec else spec["datasets"]
+        assert values, f"plot {name} has no data"
+
+
+def _find_number(tree: Any, key: str) -> float:
+    if isinstance(tree, dict):
+        if isinstance(tree.get(key), int | float):
+            return float(tree[key])
+        for child in tree.values():
+            try:
+                return _find_number(child, key)
+            except KeyError:
+                continue
+    raise KeyError(key)
+
+
+# --- one experiment ---------------------------------------------------------------------------
+
+
+def test_param_change_reruns_training_and_downstream_only(
+    project: Project, experiment: tuple[str, str]
+) -> None:
+    output, _ = experiment
+    stages = list(project.stages())
+    downstream = set(stages[stages.index("train") :])
+    assert ran_stages(output) == downstream
+    for stage in DATA_STAGES:
+        assert f"Stage '{stage}' didn't change, skipping" in output
+
+
+def test_experiment_is_listed_with_its_param_and_metrics(
+    project: Project, experiment: tuple[str, str]
+) -> None:
+    _, value = experiment
+    shown = project.dvc("exp", "show", "--csv")
+    header, *rows = shown.splitlines()
+    assert EXPERIMENT_PARAM in header
+    row = next(r for r in rows if "e2e-exp" in r)
+    assert value in row.split(",")
+
+
+def test_metrics_diff_compares_the_experiment_with_the_commit(
+    project: Project, experiment: tuple[str, str]
+) -> None:
+    pytest.importorskip("census_pipeline.evaluate")
+    diff = json.loads(project.dvc("metrics", "diff", "--json"))
+    assert diff, "the experiment changed no metric"
+    changed = [m for file in diff.values() for m in file.values() if m.get("diff")]
+    assert changed
+
+
+# --- remote storage ---------------------------------------------------------------------------
+
+
+def test_push_to_the_default_remote_and_pull_into_a_fresh_clone(
+    project: Project, first_repro: str, tmp_path: Path
+) -> None:
+    project.git("add", "dvc.lock", "params.yaml")
+    project.git("commit", "-q", "--allow-empty", "-m", "pipeline state to share")
+    project.dvc("push")
+    storage = project.root / "dvc-storage"
+    assert storage.is_dir() and any(storage.rglob("*")), "the default remote is not in the repo"
+    assert "in sync" in project.dvc("status", "--cloud")
+
+    clone = Project(tmp_path / "clone", project.env)
+    subprocess.run(["git", "clone", "-q", str(project.root), str(clone.root)], check=True)
+    clone.dvc("remote", "modify", "--local", "local", "url", str(storage))
+    clone.dvc("pull")
+    outputs = project.outputs()
+    assert digests(clone.root, outputs) == digests(project.root, outputs)
+    assert "up to date" in clone.dvc("status")
