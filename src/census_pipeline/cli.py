@@ -181,3 +181,21 @@ def card(params: ParamsOption = None) -> None:
     result = run_card(_params(params))
     typer.echo(f"card: {result.markdown}")
     typer.echo(f"card: {result.html}")
+
+
+@app.command()
+@_clear_errors
+def evaluate(params: ParamsOption = None) -> None:
+    """Score the official test set: metrics, curves, test predictions, slices with intervals."""
+    from census_pipeline.evaluate import evaluate as run_evaluate
+
+    result = run_evaluate(_params(params))
+    m = result.metrics
+    typer.echo(
+        f"test set (n={m['n']}): ROC AUC {m['roc_auc']:.4f}, accuracy {m['accuracy']:.4f} at "
+        f"threshold {m['threshold']:.4f} ({m['accuracy_at_half']:.4f} at 0.5), F1 {m['f1']:.4f}, "
+        f"precision {m['precision']:.4f}, recall {m['recall']:.4f}"
+    )
+    small = int(result.slices["small"].sum())
+    typer.echo(f"slices: {len(result.slices)} ({small} small) -> {result.slices_path}")
+    typer.echo(f"metrics: {result.metrics_path}")

@@ -179,7 +179,7 @@ def train(params: Params) -> TrainResult:
         "categories": encoder.categories,
         "excluded_features": list(settings.exclude_features),
         "threshold": threshold,
-        "threshold_rule": threshold_rule(settings.fbeta_beta),
+        "threshold_rule": threshold_rule(settings),
         "fbeta_beta": settings.fbeta_beta,
         "params": {**base, **best.overrides, "num_trees": best.best_iteration},
         "num_trees": best.best_iteration,
@@ -196,11 +196,12 @@ def train(params: Params) -> TrainResult:
     return TrainResult(metadata, params.paths.model_file, params.paths.model_metadata, seconds)
 
 
-def threshold_rule(beta: float) -> str:
+def threshold_rule(settings: TrainParams) -> str:
+    beta = settings.fbeta_beta
     name = "F1" if beta == 1 else f"F-beta (beta={beta:g})"
     return (
-        f"maximises {name} on the validation split (a stratified, seeded share of the "
-        "training table); positive ('>50K') when the probability is at or above it"
+        f"maximises {name} on the validation split (a stratified, seeded "
+        f"{settings.validation_share:.0%} of the training table)"
     )
 
 
