@@ -10,93 +10,16 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from census_pipeline.api.main import create_app
-from census_pipeline.api.settings import ENV_PREFIX, Settings
+from census_pipeline.api.settings import ENV_PREFIX
 from census_pipeline.config import Params
-from census_pipeline.files import read_json, write_json_atomic
 
-# Clearly a high earner: capital gains that size are nearly always >50K in the census.
-HIGH_EARNER: dict[str, Any] = {
-    "age": 45,
-    "workclass": "Self-emp-inc",
-    "fnlgt": 190000,
-    "education": "Doctorate",
-    "education-num": 16,
-    "marital-status": "Married-civ-spouse",
-    "occupation": "Exec-managerial",
-    "relationship": "Husband",
-    "race": "White",
-    "sex": "Male",
-    "capital-gain": 15024,
-    "capital-loss": 0,
-    "hours-per-week": 60,
-    "native-country": "United-States",
-}
-
-# Clearly not: a teenager in part-time service work, living with parents.
-LOW_EARNER: dict[str, Any] = {
-    "age": 19,
-    "workclass": "Private",
-    "fnlgt": 200000,
-    "education": "HS-grad",
-    "education-num": 9,
-    "marital-status": "Never-married",
-    "occupation": "Other-service",
-    "relationship": "Own-child",
-    "race": "White",
-    "sex": "Female",
-    "capital-gain": 0,
-    "capital-loss": 0,
-    "hours-per-week": 20,
-    "native-country": "United-States",
-}
-
-CARD_HTML = "<!doctype html><html><body><h1>Model card</h1></body></html>"
-
-
-def underscored(record: dict[str, Any]) -> dict[str, Any]:
-    return {key.replace("-", "_"): value for key, value in record.items()}
-
-
-def bless(model_dir: Path, **changes: Any) -> dict[str, Any]:
-    """Write a verdict for the model in `model_dir`, shaped like the gate's, with `changes`."""
-    metadata = read_json(model_dir / "model.json")
-    verdict: dict[str, Any] = {
-        "blessed": True,
-        "model_version": metadata["model_version"],
-        "model_sha256": metadata["model_sha256"],
-        "created_at": "2024-01-01T00:00:00+00:00",
-        "checks": [
-            {
-                "name": "roc_auc",
-                "kind": "overall",
-                "value": 0.93,
-                "bound": ">= 0.9",
-                "passed": True,
-                "status": "passed",
-                "enforced": True,
-                "reason": "ROC AUC on the official test set is above the bound.",
-            }
-        ],
-        "override": None,
-        "headline_metrics": {
-            "roc_auc": 0.93,
-            "accuracy": 0.87,
-            "f1": 0.71,
-            "precision": 0.74,
-            "recall": 0.69,
-            "threshold": metadata["threshold"],
-        },
-    }
-    verdict.update(changes)
-    write_json_atomic(model_dir / "verdict.json", verdict)
-    return verdict
+from .service_samples import CARD_HTML, bless, settings_for
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -127,15 +50,6 @@ def model_copy(served_dir: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(served_dir, tmp_path / "models"))
 
 
-def settings_for(folder: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "model_dir": folder,
-        "model_card_path": folder / "model_card.html",
-        **overrides,
-    }
-    return Settings(**values)
-
-
 @pytest.fixture(scope="session")
 def app(served_dir: Path) -> FastAPI:
     return create_app(settings_for(served_dir, enable_bare_endpoint=True))
@@ -146,8 +60,3 @@ def client(app: FastAPI) -> Iterator[TestClient]:
     """A started service (lifespan ran) shared by the read-only tests."""
     with TestClient(app, raise_server_exceptions=False) as started:
         yield started
-
-
-def started_client(settings: Settings) -> TestClient:
-    """Enter with `with`: runs the lifespan, so start-up refusals raise there."""
-    return TestClient(create_app(settings), raise_server_exceptions=False)

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from census_pipeline.api.main import create_app
 
-from .conftest import LOW_EARNER, settings_for
+from .service_samples import LOW_EARNER, settings_for
 
 KEY = "k3y-for-tests-only-0123456789"
 

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from census_pipeline.api.main import create_app
 from census_pipeline.files import read_json, sha256_file
 
-from .conftest import CARD_HTML, settings_for
+from .service_samples import CARD_HTML, settings_for
 
 
 def test_welcome_says_what_the_service_does_and_where_the_docs_are(client: TestClient) -> None:

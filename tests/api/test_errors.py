@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from census_pipeline.api.main import create_app
 
-from .conftest import LOW_EARNER, settings_for
+from .service_samples import LOW_EARNER, settings_for
 
 
 def test_unexpected_error_is_a_generic_500_and_logged(

@@ -13,7 +13,7 @@ from census_pipeline.api.main import create_app
 from census_pipeline.files import read_json
 from census_pipeline.predict import Predictor
 
-from .conftest import HIGH_EARNER, LOW_EARNER, settings_for, underscored
+from .service_samples import HIGH_EARNER, LOW_EARNER, settings_for, underscored
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .conftest import HIGH_EARNER
+from .service_samples import HIGH_EARNER
 
 SLIM_PYTHON = Path(__file__).with_name("slim_python.py")
 

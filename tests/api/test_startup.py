@@ -9,7 +9,7 @@ import pytest
 
 from census_pipeline.api.main import StartupRefused
 
-from .conftest import LOW_EARNER, bless, settings_for, started_client
+from .service_samples import LOW_EARNER, bless, settings_for, started_client
 
 
 def _refusal(folder: Path, caplog: pytest.LogCaptureFixture, **overrides: object) -> str:

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from census_pipeline.api.main import create_app
 from census_pipeline.schema import CATEGORY_DOMAINS, NULLABLE, NUMERIC_RANGES
 
-from .conftest import LOW_EARNER, settings_for
+from .service_samples import LOW_EARNER, settings_for
 
 
 def _without(field: str) -> dict[str, Any]:
