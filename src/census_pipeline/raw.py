@@ -95,17 +95,24 @@ def read_raw(path: Path, layout: Layout, split: str) -> RawTable:
     lines = text.split("\n")
     first = _first_data_line(path, lines, layout)
     kept = _data_line_numbers(path, lines, first)
-    body = "\n".join(lines[i] for i in kept)
+    # Windows line ends would otherwise stick to the label.
+    body = "\n".join(lines[i].rstrip("\r") for i in kept)
     frame = pd.read_csv(
         io.StringIO(body),
         header=None,
         names=list(COLUMNS),
-        dtype=str,
-        na_filter=False,
+        # pandas' string dtype: its NA is unambiguous and pandera checks the dtype, not each value.
+        dtype="string",
+        # The C parser drops the space UCI puts after each comma and reads `?` as missing;
+        # anything else (a trailing space, an empty field) stays for the schema to refuse.
+        skipinitialspace=True,
+        na_values=[MISSING_MARK],
+        keep_default_na=False,
         quoting=csv.QUOTE_NONE,
         engine="c",
     )
-    frame = _normalise(frame, split)
+    if split == "test":
+        frame[LABEL] = frame[LABEL].str.removesuffix(".")
     return RawTable(path=path, frame=frame, lines=np.asarray(kept, dtype=np.int64) + 1)
 
 
@@ -181,15 +188,3 @@ def _field_count_message(path: Path, index: int, fields: int, total: int) -> str
     return (
         f"{path}: line {index + 1}: found {fields} comma-separated fields, expected {_FIELDS}{hint}"
     )
-
-
-def _normalise(frame: pd.DataFrame, split: str) -> pd.DataFrame:
-    """Strip the spaces after each comma, read `?` as missing, drop the test labels' `.`."""
-    columns: dict[str, pd.Series[Any]] = {}
-    for name in COLUMNS:
-        values = frame[name].str.strip()
-        values = values.mask(values == MISSING_MARK)
-        if name == LABEL and split == "test":
-            values = values.str.removesuffix(".")
-        columns[name] = values
-    return pd.DataFrame(columns)

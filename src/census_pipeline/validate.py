@@ -39,6 +39,7 @@ from census_pipeline.schema import (
 log = logging.getLogger(__name__)
 
 # Rule names as they appear in quarantine reasons; the failure case (the bad value) follows.
+TEXT = "string"  # raw.read_raw's column dtype: every value is still text here
 INTEGER_RULE = "not an integer"
 MISSING_RULE = "missing value"
 UNKNOWN_RULE = "not a known value"
@@ -80,22 +81,23 @@ def census_schema() -> pa.DataFrameSchema:
     columns: dict[str, pa.Column] = {}
     for name in COLUMNS:
         if name in NUMERIC_RANGES:
-            columns[name] = pa.Column(str, [_integer_check(), _range_check(*NUMERIC_RANGES[name])])
+            checks = [_integer_check(), _range_check(*NUMERIC_RANGES[name])]
+            columns[name] = pa.Column(TEXT, checks)
         elif name in CATEGORY_DOMAINS:
             domain = CATEGORY_DOMAINS[name]
             columns[name] = pa.Column(
-                str, pa.Check.isin(domain, error=UNKNOWN_RULE), nullable=name in NULLABLE
+                TEXT, pa.Check.isin(domain, error=UNKNOWN_RULE), nullable=name in NULLABLE
             )
         else:
             rule = f"{UNKNOWN_RULE} (expected {' or '.join(LABELS)})"
-            columns[name] = pa.Column(str, pa.Check.isin(LABELS, error=rule))
+            columns[name] = pa.Column(TEXT, pa.Check.isin(LABELS, error=rule))
     return pa.DataFrameSchema(columns, strict=True, ordered=True, name="census")
 
 
 def _integer_check() -> pa.Check:
     def whole_number(values: pd.Series[str]) -> pd.Series[bool]:
         # fullmatch: pandera's str_matches anchors only the start, letting "40abc" through.
-        return values.str.fullmatch(r"[+-]?[0-9]+").astype(bool)
+        return values.str.fullmatch(r"[+-]?[0-9]+").fillna(False).astype(bool)
 
     return pa.Check(whole_number, error=INTEGER_RULE)
 
@@ -132,7 +134,7 @@ def _failures(cases: pd.DataFrame, path: Path) -> pd.DataFrame:
         raise PipelineError(f"{path}: column {first['column']}: {first['check']}")
     column = cases["column"].astype(str)
     rule = cases["check"].astype(str).where(cases["check"] != "not_nullable", MISSING_RULE)
-    value = cases["failure_case"].map(lambda v: "" if v is None or v != v else f"{v!r} ")
+    value = cases["failure_case"].map(lambda v: "" if pd.isna(v) else f"{v!r} ")
     return pd.DataFrame(
         {
             "row": cases["index"].astype("int64"),

@@ -39,6 +39,14 @@ def test_leading_spaces_stripped_and_question_mark_is_missing(tmp_path: Path) ->
     assert not (frame == "?").any().any()
 
 
+def test_windows_line_ends_parse_like_unix_ones(tmp_path: Path) -> None:
+    (tmp_path / "unix.csv").write_bytes(course_csv())
+    (tmp_path / "windows.csv").write_bytes(course_csv().replace(b"\n", b"\r\n"))
+    unix = read_raw(tmp_path / "unix.csv", "course-csv", "train")
+    windows = read_raw(tmp_path / "windows.csv", "course-csv", "train")
+    pd.testing.assert_frame_equal(unix.frame, windows.frame)
+
+
 def test_test_layout_drops_junk_line_and_label_dots(tmp_path: Path) -> None:
     (tmp_path / "adult.test").write_bytes(uci_test())
     table = read_raw(tmp_path / "adult.test", "uci", "test")
@@ -129,9 +137,10 @@ def test_structural_failure_removes_stale_outputs(tmp_path: Path) -> None:
         (row(sex="?"), "sex: missing value"),
         (row(age="?"), "age: missing value"),
         (row(race=""), "race: '' not a known value"),
+        (row(sex="Male "), "sex: 'Male ' not a known value"),
     ],
     ids=["text", "low", "zero-hours", "decimal", "suffix", "domain", "label", "missing-cat",
-         "missing-num", "blank"],
+         "missing-num", "blank", "trailing-space"],
 )  # fmt: skip
 def test_row_rule_quarantines_with_reason(
     tmp_path: Path, bad: tuple[str, ...], reason: str
