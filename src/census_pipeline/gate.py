@@ -168,10 +168,24 @@ def metric_value(metrics: dict[str, Any], name: str, source: Path) -> float:
 
 
 def read_slices(path: Path) -> pd.DataFrame:
+    """The slices table with text kept as text (a slice value is never read as a number or NA)
+    and every other column numeric, where only an empty cell or NaN means undefined."""
     try:
-        return pd.read_csv(path, keep_default_na=False, na_values=[""])
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
     except FileNotFoundError as exc:
         raise PipelineError(f"{path}: not found (run `census-pipeline evaluate` first)") from exc
+    for column in table.columns.drop(["feature", "value", "small"], errors="ignore"):
+        text = table[column].str.strip()
+        undefined = text.isin(["", "NaN", "nan"])
+        numbers = pd.to_numeric(text.where(~undefined), errors="coerce")
+        if bad := (numbers.isna() & ~undefined).to_numpy().nonzero()[0].tolist():
+            row = bad[0]
+            raise PipelineError(
+                f"{path}: row {row + 2}: column {column!r}: {table[column].iloc[row]!r} "
+                "is not a number"
+            )
+        table[column] = numbers
+    return table
 
 
 def read_audit_summary(path: Path, predictions: Path) -> dict[str, Any]:
@@ -266,6 +280,10 @@ def slice_checks(slices: pd.DataFrame, policy: GateParams) -> list[Check]:
             raise PipelineError(f"slices table: no slice has n >= {rules.min_n}; nothing to judge")
         undefined = large[large[column].isna()]
         judged = large[large[column].notna()]
+        if judged.empty:
+            raise PipelineError(
+                f"slices table: {column} is undefined for every slice it should judge"
+            )
         below = judged[judged[column] < floor].sort_values(column)
         checks.append(_slice_check(metric, floor, rules.min_n, judged, below, undefined))
     return checks
@@ -281,16 +299,18 @@ def _slice_check(
 ) -> Check:
     column = f"{metric}_ci_high"
     names = [f"{r.feature}={r.value}" for r in below.itertuples()]
-    worst = float(judged[column].min()) if len(judged) else None
+    worst = float(judged[column].min())
+    lowest = judged.loc[judged[column].idxmin()]
+    worst_name = f"{lowest['feature']}={lowest['value']}"
     if names:
         reason = (
-            f"{len(names)} of {len(judged)} slices with n >= {min_n} have a {metric} CI upper "
+            f"{len(names)} of {len(judged)} slices with n >= {min_n} have {metric} CI upper "
             f"bound below {floor:g}, worst {names[0]} at {worst:.3f}."
         )
     else:
         reason = (
-            f"All {len(judged)} slices with n >= {min_n} have a {metric} CI upper bound of "
-            f"at least {floor:g}."
+            f"All {len(judged)} slices with n >= {min_n} have {metric} CI upper bounds of at "
+            f"least {floor:g}; the lowest is {worst_name} at {worst:.3f}."
         )
     if len(undefined):
         reason = reason[:-1] + f"; {len(undefined)} had no defined {metric} (no cases to measure)."
@@ -347,9 +367,13 @@ def _fairness_check(
             f"(Holm p = {worst['p_holm']:.2g}){others}."
         )
     else:
-        inconclusive = sum(g["status"] == "inconclusive" for g in groups)
-        reason = f"No {attribute} group's {name} differs significantly from {ref}'s beyond the band"
-        reason += f" ({inconclusive} too uncertain to judge)." if inconclusive else "."
+        reason = f"No {attribute} group's {name} is significantly outside the band around {ref}'s"
+        if worst is not None:
+            reason += (
+                f"; the furthest, {worst['group']} at {worst['disparity']:.2f}x, is "
+                f"{worst['status']} (support {worst['support']})"
+            )
+        reason += "."
     return Check(
         name=f"fairness:{parity}:{attribute}",
         kind="fairness",
