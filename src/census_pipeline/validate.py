@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +39,9 @@ from census_pipeline.schema import (
 
 log = logging.getLogger(__name__)
 
-# Rule names as they appear in quarantine reasons; the failure case (the bad value) follows.
 TEXT = "string"  # raw.read_raw's column dtype: every value is still text here
+
+# Rule names as they appear in quarantine reasons, after the column and the offending value.
 INTEGER_RULE = "not an integer"
 MISSING_RULE = "missing value"
 UNKNOWN_RULE = "not a known value"
@@ -53,13 +55,13 @@ class SplitCheck:
     table: RawTable
     failures: pd.DataFrame  # columns: row (frame index), column, rule, reason
 
-    @property
+    @cached_property
     def reasons(self) -> pd.Series[str]:
         """One reason per quarantined row, e.g. `age: 'forty' not an integer; salary: ...`."""
         grouped = self.failures.groupby("row", sort=True)["reason"]
         return grouped.agg("; ".join)
 
-    @property
+    @cached_property
     def valid(self) -> pd.DataFrame:
         return self.table.frame.drop(index=pd.Index(self.failures["row"].unique()))
 
@@ -161,8 +163,8 @@ def validate(params: Params) -> ValidationReport:
     for split, check in checks.items():
         _write_quarantine(params.paths.quarantine(split), check)
     try:
-        for check in checks.values():
-            _enforce_share(params, check)
+        for split, check in checks.items():
+            _enforce_share(params.data.max_quarantine_share, check, params.paths.quarantine(split))
     except PipelineError:
         # The quarantine files stay as the diagnosis; without a report, clean will not proceed.
         _remove(report_path)
@@ -189,31 +191,31 @@ def _write_quarantine(path: Path, check: SplitCheck) -> None:
         frame.to_csv(tmp, index=False)
 
 
-def _enforce_share(params: Params, check: SplitCheck) -> None:
+def _enforce_share(limit: float, check: SplitCheck, quarantine: Path) -> None:
     total = len(check.table.frame)
     bad = len(check.reasons)
-    limit = params.data.max_quarantine_share
     if bad / total <= limit:
         return
     first_line = int(check.table.lines[check.reasons.index[0]])
     raise PipelineError(
         f"{check.table.path}: line {first_line}: {check.reasons.iloc[0]} "
         f"({bad} of {total} rows fail the schema, {bad / total:.2%} > "
-        f"data.max_quarantine_share {limit:.2%}; see the quarantine file in the reports folder)"
+        f"data.max_quarantine_share {limit:.2%}; all listed in {quarantine})"
     )
 
 
 def _split_summary(params: Params, split: str, check: SplitCheck) -> dict[str, Any]:
     valid = check.valid
+    rows = len(check.table.frame)
     labels = valid[LABEL].value_counts()
-    failing_rows = check.failures.drop_duplicates(["row", "column", "rule"])
-    reasons = Counter(failing_rows["column"] + ": " + failing_rows["rule"])
+    failing = check.failures.drop_duplicates(["row", "column", "rule"])
+    reasons = Counter(failing["column"] + ": " + failing["rule"])
     return {
         **check.entry.to_json(),
-        "rows": len(check.table.frame),
+        "rows": rows,
         "valid_rows": len(valid),
-        "quarantined_rows": len(check.table.frame) - len(valid),
-        "quarantined_share": (len(check.table.frame) - len(valid)) / len(check.table.frame),
+        "quarantined_rows": rows - len(valid),
+        "quarantined_share": (rows - len(valid)) / rows,
         "quarantine_reasons": dict(sorted(reasons.items())),
         "quarantine_file": params.paths.quarantine(split).name,
         "missing": {name: int(valid[name].isna().sum()) for name in COLUMNS},
@@ -226,6 +228,3 @@ def _split_summary(params: Params, split: str, check: SplitCheck) -> dict[str, A
             for label in LABELS
         },
     }
-
-
-__all__ = ["SPLITS", "ValidationReport", "census_schema", "check_split", "validate"]

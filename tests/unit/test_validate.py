@@ -202,6 +202,7 @@ def test_share_above_threshold_fails_naming_file_line_and_column(tmp_path: Path)
     message = str(caught.value)
     assert "census.csv: line 6: age: 'forty' not an integer" in message
     assert "1 of 5 rows fail the schema, 20.00% > data.max_quarantine_share 1.00%" in message
+    assert f"all listed in {params.paths.quarantine('train')}" in message
     assert "\n" not in message
     # The quarantine file is the diagnosis and stays; the report, which clean needs, does not.
     assert params.paths.quarantine("train").exists()
