@@ -133,10 +133,14 @@ class CalibrationTable:
 
 
 def calibration(y_true: ArrayLike, probabilities: ArrayLike, bins: int) -> CalibrationTable:
-    """Equal-width probability bins; empty bins are left out."""
+    """Equal-width probability bins, each (low, high] (the first includes 0); empty ones left out.
+
+    Edges are compared, not computed as p * bins, so a score on an edge lands predictably.
+    """
     truth = np.asarray(y_true).astype(np.float64)
     p = np.asarray(probabilities, dtype=np.float64)
-    index = np.clip((p * bins).astype(np.int64), 0, bins - 1)
+    inner_edges = np.linspace(0.0, 1.0, bins + 1)[1:-1]
+    index = np.searchsorted(inner_edges, p, side="left").astype(np.int64)
     count = np.bincount(index, minlength=bins)
     kept = np.flatnonzero(count)
     return CalibrationTable(
