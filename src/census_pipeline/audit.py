@@ -270,7 +270,12 @@ def summarise(table: pd.DataFrame, cfg: AuditParams, predictions_sha256: str) ->
 
 
 def _parity_summary(table: pd.DataFrame, parity: str) -> dict[str, Any]:
-    groups = [_group_record(row, parity) for _, row in table.iterrows() if not row["is_reference"]]
+    refs = table[table["is_reference"]].set_index("attribute")
+    groups = [
+        _group_record(row, parity, refs.loc[row["attribute"]])
+        for _, row in table.iterrows()
+        if not row["is_reference"]
+    ]
     unfair = [g for g in groups if g["status"] == "unfair"]
     return {
         "name": PARITY_NAMES[parity],
@@ -289,12 +294,15 @@ def distance_from_parity(disparity: float) -> float:
     return math.inf if disparity <= 0 else abs(math.log(disparity))
 
 
-def _group_record(row: pd.Series, parity: str) -> dict[str, Any]:
+def _group_record(row: pd.Series, parity: str, ref: pd.Series) -> dict[str, Any]:
     a_cell, b_cell = _CELLS[parity]
     return {
         "attribute": str(row["attribute"]),
         "group": str(row["group"]),
+        "n": int(row["n"]),
         "value": _number(row[parity]),
+        "reference": str(ref["group"]),
+        "reference_value": _number(ref[parity]),
         "disparity": _number(row[f"{parity}_disparity"]),
         "p_value": _number(row[f"{parity}_p"]),
         "p_holm": _number(row[f"{parity}_p_holm"]),
@@ -307,11 +315,6 @@ def _number(value: Any) -> float | None:
     """JSON has no NaN: an undefined rate is null."""
     number = float(value)
     return number if math.isfinite(number) else None
-
-
-def reference_row(table: pd.DataFrame, attribute: str) -> pd.Series:
-    rows = table[(table["attribute"] == attribute) & table["is_reference"]]
-    return rows.iloc[0]
 
 
 def write_disparity_figures(

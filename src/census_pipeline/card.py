@@ -1,0 +1,384 @@
+"""The model card, generated only from the pipeline's own outputs.
+
+Every number on the card is read from an artifact (metrics, curves, slices, audit, data report,
+model metadata, params, verdict) at build time, so the card cannot disagree with the model it
+describes. The prose lives in Jinja2 templates rendered with `StrictUndefined`: a field the
+artifacts lack is an error, never a blank. The Markdown is the source; the HTML page is the same
+Markdown rendered with its figures embedded as data URIs and its style inline, so it is one
+self-contained file the service can hand out.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import pandas as pd
+
+from census_pipeline.audit import FIGURES_DIR, SUMMARY_NAME, new_figure, png_bytes
+from census_pipeline.config import FAIRNESS_PARITIES, Params
+from census_pipeline.errors import PipelineError
+from census_pipeline.files import read_json, write_bytes_atomic, write_text_atomic
+from census_pipeline.gate import read_slices
+
+log = logging.getLogger(__name__)
+
+SLICE_METRICS: Final = ("precision", "recall", "f1", "fpr", "fnr")
+# Text that must never reach a published card: template syntax, to-do markers, and the spelling
+# of a missing value where a number belongs.
+PLACEHOLDER: Final = re.compile(
+    r"\{\{|\}\}|\{%|%\}|\bTODO\b|\bTBD\b|\bNone\b|\bnull\b|(?i:\bnan\b|\binf\b)"
+)
+
+
+@dataclass(frozen=True)
+class CardResult:
+    markdown: Path
+    html: Path
+    figures: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class CardInputs:
+    """Everything the card may say, as read from the artifacts."""
+
+    metrics: dict[str, Any]
+    metadata: dict[str, Any]
+    data_report: dict[str, Any]
+    audit: dict[str, Any]
+    verdict: dict[str, Any]
+    slices: pd.DataFrame
+    curves: dict[str, pd.DataFrame]
+    audit_figures: dict[str, bytes]
+
+
+def card(params: Params) -> CardResult:
+    """Read the artifacts, draw the figures, render both pages and write them."""
+    inputs = read_inputs(params)
+    figures = draw_figures(inputs, params) | inputs.audit_figures
+    out = params.paths.card_dir
+    figure_paths = []
+    for name, data in figures.items():
+        write_bytes_atomic(out / "figures" / f"{name}.png", data)
+        figure_paths.append(out / "figures" / f"{name}.png")
+    context = card_context(inputs, params)
+    markdown = render_markdown(context, {n: f"figures/{n}.png" for n in figures})
+    embedded = render_markdown(context, {n: _data_uri(data) for n, data in figures.items()})
+    html = render_html(embedded, title=f"Model card: {inputs.metadata['model_version']}")
+    for text, name in ((markdown, "model_card.md"), (html, "model_card.html")):
+        refuse_placeholders(text, name)
+    write_text_atomic(params.paths.model_card_md, markdown)
+    write_text_atomic(params.paths.model_card_html, html)
+    log.info("card: %d figures, %d characters of HTML", len(figures), len(html))
+    return CardResult(params.paths.model_card_md, params.paths.model_card_html, tuple(figure_paths))
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
+def read_inputs(params: Params) -> CardInputs:
+    paths = params.paths
+    metadata = _object(paths.model_metadata)
+    verdict = _object(paths.verdict)
+    if verdict.get("model_sha256") != metadata.get("model_sha256"):
+        raise PipelineError(
+            f"{paths.verdict}: judges another model than {paths.model_metadata.name}; "
+            "run `census-pipeline gate` before the card"
+        )
+    return CardInputs(
+        metrics=_object(paths.metrics),
+        metadata=metadata,
+        data_report=_object(paths.data_report),
+        audit=_object(paths.audit_dir / SUMMARY_NAME),
+        verdict=verdict,
+        slices=read_slices(paths.slices),
+        curves={name: _csv(paths.curve(name)) for name in ("roc", "pr", "calibration")},
+        audit_figures=_audit_figures(paths.audit_dir / FIGURES_DIR),
+    )
+
+
+def _object(path: Path) -> dict[str, Any]:
+    value = read_json(path)
+    if not isinstance(value, dict):
+        raise PipelineError(f"{path}: expected a JSON object")
+    return value
+
+
+def _csv(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path)
+    except FileNotFoundError as exc:
+        raise PipelineError(f"{path}: not found (run `census-pipeline evaluate` first)") from exc
+
+
+def _audit_figures(folder: Path) -> dict[str, bytes]:
+    figures = {path.stem: path.read_bytes() for path in sorted(folder.glob("disparities_*.png"))}
+    if not figures:
+        raise PipelineError(f"{folder}: no disparity figures (run `census-pipeline audit` first)")
+    return figures
+
+
+# --- figures --------------------------------------------------------------------------------
+
+
+def draw_figures(inputs: CardInputs, params: Params) -> dict[str, bytes]:
+    metrics = inputs.metrics
+    cells = metrics["confusion_matrix"]
+    fpr = cells["fp"] / (cells["fp"] + cells["tn"])
+    return {
+        "roc": _roc_png(inputs.curves["roc"], metrics["roc_auc"], (fpr, metrics["recall"])),
+        "pr": _pr_png(inputs.curves["pr"], metrics, metrics["positives"] / metrics["n"]),
+        "calibration": _calibration_png(inputs.curves["calibration"], metrics["brier"]),
+        "slices": _slices_png(inputs.slices, params.audit.audited_attributes, metrics),
+    }
+
+
+def _axes(title: str, xlabel: str, ylabel: str) -> tuple[Any, Any]:
+    fig = new_figure(4.6, 4.0)
+    ax = fig.add_subplot()
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(xlabel, fontsize=9)
+    ax.set_ylabel(ylabel, fontsize=9)
+    ax.tick_params(labelsize=8)
+    ax.grid(alpha=0.3)
+    fig.subplots_adjust(left=0.15, right=0.96, top=0.9, bottom=0.13)
+    return fig, ax
+
+
+def _roc_png(curve: pd.DataFrame, auc: float, point: tuple[float, float]) -> bytes:
+    fig, ax = _axes(f"ROC curve (AUC {auc:.4f})", "false positive rate", "true positive rate")
+    ax.plot(curve["fpr"], curve["tpr"], color="#1c7ed6", lw=1.5)
+    ax.plot([0, 1], [0, 1], color="#adb5bd", lw=0.8, ls="--")
+    ax.scatter([point[0]], [point[1]], color="#c92a2a", zorder=3, label="chosen threshold")
+    ax.legend(fontsize=8, loc="lower right")
+    return png_bytes(fig)
+
+
+def _pr_png(curve: pd.DataFrame, metrics: dict[str, Any], prevalence: float) -> bytes:
+    title = f"Precision-recall curve (PR AUC {metrics['pr_auc']:.4f})"
+    fig, ax = _axes(title, "recall", "precision")
+    ax.plot(curve["recall"], curve["precision"], color="#1c7ed6", lw=1.5)
+    ax.axhline(prevalence, color="#adb5bd", lw=0.8, ls="--", label="prevalence")
+    ax.scatter([metrics["recall"]], [metrics["precision"]], color="#c92a2a", zorder=3)
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=8, loc="lower left")
+    return png_bytes(fig)
+
+
+def _calibration_png(table: pd.DataFrame, brier: float) -> bytes:
+    fig, ax = _axes(f"Calibration (Brier {brier:.4f})", "mean predicted probability", "share >50K")
+    ax.plot([0, 1], [0, 1], color="#adb5bd", lw=0.8, ls="--")
+    sizes = 20 + 180 * table["count"] / max(float(table["count"].max()), 1.0)
+    ax.plot(table["mean_predicted"], table["fraction_positive"], color="#1c7ed6", lw=1)
+    ax.scatter(table["mean_predicted"], table["fraction_positive"], s=sizes, color="#1c7ed6")
+    return png_bytes(fig)
+
+
+def _slices_png(slices: pd.DataFrame, features: tuple[str, ...], metrics: dict[str, Any]) -> bytes:
+    """Recall and F1 with their bootstrap intervals for the audited attributes' slices."""
+    rows = slices[slices["feature"].isin(features)].iloc[::-1]
+    labels = [f"{r.feature}={r.value} (n={r.n})" for r in rows.itertuples()]
+    ys = np.arange(len(rows))
+    fig = new_figure(9, 1.2 + 0.3 * len(rows))
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, metric in zip(axes, ("recall", "f1"), strict=True):
+        centre = rows[metric].to_numpy(dtype=float)
+        low = centre - rows[f"{metric}_ci_low"].to_numpy(dtype=float)
+        high = rows[f"{metric}_ci_high"].to_numpy(dtype=float) - centre
+        ax.errorbar(centre, ys, xerr=[low, high], fmt="o", color="#1c7ed6", ms=4, capsize=2)
+        ax.axvline(metrics[metric], color="#c92a2a", lw=0.8, ls="--", label="overall")
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_title(f"{metric} with 95% bootstrap CI", fontsize=9)
+        ax.tick_params(labelsize=8)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(ys, labels)
+    axes[1].legend(fontsize=8, loc="upper left")
+    longest = max((len(label) for label in labels), default=1)
+    fig.subplots_adjust(left=min(0.5, 0.02 + 0.0075 * longest), right=0.98, top=0.95, bottom=0.05)
+    return png_bytes(fig)
+
+
+def _data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+# --- the story the templates tell ------------------------------------------------------------
+
+
+def card_context(inputs: CardInputs, params: Params) -> dict[str, Any]:
+    """Plain dicts and lists for the templates; no number is computed here that is not read."""
+    meta = inputs.metadata
+    policy = params.gate.fairness
+    return {
+        "model": meta,
+        "tuning": _tuning(meta.get("tuning", {})),
+        "metrics": inputs.metrics,
+        "validation": meta["validation_metrics"],
+        "data": {split: _split(inputs.data_report, split) for split in ("train", "test")},
+        "audit": inputs.audit,
+        "parities": [
+            {
+                "key": parity,
+                **inputs.audit["parities"][parity],
+                "enforced": policy[parity].enforced,
+                "reason": policy[parity].reason,
+            }
+            for parity in FAIRNESS_PARITIES
+        ],
+        "comparisons": _comparisons(inputs.audit, params.audit.attributes),
+        "slices": _slice_groups(inputs.slices),
+        "crossings": [" x ".join(c) for c in params.audit.crossings],
+        "small_slices": int(inputs.slices["small"].astype(str).str.lower().eq("true").sum()),
+        "verdict": inputs.verdict,
+        "checks": inputs.verdict["checks"],
+        "gate": params.gate,
+    }
+
+
+def _tuning(tuning: dict[str, Any]) -> dict[str, Any]:
+    rows = tuning.get("rows", {})
+    return {
+        "candidates": len(tuning.get("candidates", [])),
+        "selection": tuning.get("selection", ""),
+        "fit_rows": rows.get("fit"),
+        "validation_rows": rows.get("validation"),
+        "exclusion_reason": tuning.get("exclusion_reason", ""),
+    }
+
+
+def _split(report: dict[str, Any], split: str) -> dict[str, Any]:
+    try:
+        entry = dict(report["splits"][split])
+    except KeyError as exc:
+        raise PipelineError(f"data report: split {split!r} missing") from exc
+    entry["missing_columns"] = {k: v for k, v in entry["missing"].items() if v}
+    return entry
+
+
+def _comparisons(audit: dict[str, Any], attributes: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Per single attribute, each group's record on every parity, for the prose."""
+    out = []
+    for attribute in attributes:
+        groups: dict[str, dict[str, Any]] = {}
+        for parity in FAIRNESS_PARITIES:
+            for record in audit["parities"][parity]["groups"]:
+                if record["attribute"] == attribute:
+                    groups.setdefault(record["group"], {})[parity] = record
+        reference = audit["reference_groups"][attribute]
+        out.append({"attribute": attribute, "reference": reference, "groups": groups})
+    return out
+
+
+def _slice_groups(slices: pd.DataFrame) -> list[dict[str, Any]]:
+    groups = []
+    for feature, rows in slices.groupby("feature", sort=False):
+        records = rows.to_dict("records")
+        for record in records:
+            record["small"] = str(record["small"]).lower() == "true"
+        groups.append({"feature": feature, "rows": records})
+    return groups
+
+
+# --- rendering --------------------------------------------------------------------------------
+
+
+def _environment(autoescape: bool) -> Any:
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("census_pipeline", "templates"),
+        undefined=jinja2.StrictUndefined,
+        autoescape=autoescape,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(
+        {
+            "num": format_number,
+            "ci": format_ci,
+            "count": format_count,
+            "pval": format_p,
+            "pct": format_percent,
+        }
+    )
+    return env
+
+
+def render_markdown(context: dict[str, Any], figures: dict[str, str]) -> str:
+    import jinja2
+
+    try:
+        template = _environment(autoescape=False).get_template("model_card.md.j2")
+        return str(template.render(**context, figures=figures))
+    except jinja2.UndefinedError as exc:
+        raise PipelineError(f"model card: {exc.message} (an input artifact lacks it)") from exc
+
+
+def render_html(markdown: str, title: str) -> str:
+    from markdown_it import MarkdownIt
+
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown)
+    template = _environment(autoescape=True).get_template("model_card.html.j2")
+    return str(template.render(title=title, body=_markup(body)))
+
+
+def _markup(html: str) -> Any:
+    from markupsafe import Markup
+
+    return Markup(html)  # markdown-it escaped every artifact string already (html disabled)
+
+
+def refuse_placeholders(text: str, name: str) -> None:
+    """A card with a template leftover or a missing number is not written at all."""
+    if match := PLACEHOLDER.search(text):
+        line = text.count("\n", 0, match.start()) + 1
+        raise PipelineError(f"{name}: line {line}: placeholder text {match.group(0)!r} left over")
+
+
+# --- number formats: one place, so tests can compare the card with the artifacts -------------
+
+
+def _finite(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if np.isfinite(number) else None
+
+
+def format_number(value: Any, digits: int = 3) -> str:
+    number = _finite(value)
+    return "n/a" if number is None else f"{number:.{digits}f}"
+
+
+def format_ci(row: dict[str, Any], metric: str) -> str:
+    centre = format_number(row[metric])
+    if centre == "n/a":
+        return centre
+    low, high = format_number(row[f"{metric}_ci_low"]), format_number(row[f"{metric}_ci_high"])
+    return f"{centre} [{low}, {high}]"
+
+
+def format_count(value: Any) -> str:
+    number = _finite(value)
+    return "n/a" if number is None else f"{int(number):,}"
+
+
+def format_percent(value: Any, digits: int = 1) -> str:
+    number = _finite(value)
+    return "n/a" if number is None else f"{100 * number:.{digits}f}%"
+
+
+def format_p(value: Any) -> str:
+    number = _finite(value)
+    if number is None:
+        return "n/a"
+    return "p < 0.001" if number < 0.001 else f"p = {number:.3f}"
