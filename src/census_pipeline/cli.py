@@ -7,6 +7,7 @@ can fix (`PipelineError`) become one clear line on stderr and exit status 1.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, ParamSpec, TypeVar
@@ -29,6 +30,17 @@ ParamsOption = Annotated[
         "--params", help="Path to params.yaml (default: $CENSUS_PIPELINE_PARAMS or the repo's)."
     ),
 ]
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Warnings and errors only.")] = False,
+) -> None:
+    """Census Income pipeline: ingest, validate, clean, train, evaluate, audit, gate, card."""
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
 
 P = ParamSpec("P")
 R = TypeVar("R")
