@@ -9,6 +9,7 @@ truth from the source (imports and `params.<section>.<key>` reads) and compare.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,15 @@ def import_closure(step: str) -> set[Path]:
             seen.add(path)
             todo.extend(package_imports(path))
     return seen
+
+
+def package_data(files: set[Path]) -> set[Path]:
+    """Template folders the code loads with `PackageLoader("census_pipeline", "<folder>")`."""
+    pattern = re.compile(r"PackageLoader\(\s*\"census_pipeline\",\s*\"([^\"]+)\"")
+    found = set()
+    for path in files:
+        found |= {PACKAGE / name for name in pattern.findall(path.read_text(encoding="utf-8"))}
+    return found
 
 
 def params_read(files: set[Path]) -> set[str]:
@@ -153,7 +163,8 @@ def test_stage_runs_its_cli_command_on_this_repos_params(name: str) -> None:
 @pytest.mark.parametrize("name", STAGE_NAMES)
 def test_code_deps_are_exactly_the_modules_the_step_imports(name: str) -> None:
     declared = {d for d in stages()[name]["deps"] if d.startswith("src/")}
-    expected = {str(p.relative_to(REPO_ROOT)) for p in import_closure(name)}
+    closure = import_closure(name)
+    expected = {str(p.relative_to(REPO_ROOT)) for p in closure | package_data(closure)}
     assert declared == expected, {
         "missing": sorted(expected - declared),
         "extra": sorted(declared - expected),
