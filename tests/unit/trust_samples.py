@@ -127,12 +127,17 @@ def metadata(model_text: bytes = b"tree\n") -> dict[str, Any]:
         "threshold": GOOD_METRICS["threshold"],
         "threshold_rule": GOOD_METRICS["threshold_rule"],
         "fbeta_beta": 1.0,
-        "params": {"learning_rate": 0.05, "num_leaves": 31},
+        "params": {"learning_rate": 0.05, "num_leaves": 31, "feature_fraction": 0.8, "seed": 42},
         "num_trees": 412,
         "git_commit": "0123456789abcdef0123456789abcdef01234567",
         "validation_metrics": {"roc_auc": 0.931, "f1": 0.725},
-        "tuning": {"trials": 8, "seed": 42},
+        "tuning": {"selection": "lowest validation log loss", "candidates": [{}, {}]},
         "feature_names": ["age", "race", "sex"],
+        "categorical_features": ["race", "sex"],
+        "categories": {"race": ["White", "Black"], "sex": ["Female", "Male"]},
+        "excluded_features": ["fnlgt"],
+        "package_version": "0.1.0",
+        "lightgbm_version": "4.7.0",
     }
 
 
@@ -154,3 +159,51 @@ def trust_project(
     (slices if slices is not None else slices_table()).to_csv(paths.slices, index=False)
     write_json_atomic(paths.model_metadata, metadata())
     return params
+
+
+def data_report() -> dict[str, Any]:
+    """The validate step's report, trimmed to the fields the card reads."""
+
+    def split(file: str, layout: str, rows: int, positives: int) -> dict[str, Any]:
+        return {
+            "file": file,
+            "layout": layout,
+            "sha256": sha256_bytes(file.encode()),
+            "source": "local-folder",
+            "rows": rows,
+            "valid_rows": rows - 3,
+            "quarantined_rows": 3,
+            "exact_duplicates": 24,
+            "missing": {"workclass": 1836, "occupation": 1843, "age": 0},
+            "labels": {
+                ">50K": {"rows": positives, "share": positives / (rows - 3)},
+                "<=50K": {"rows": rows - 3 - positives, "share": 1 - positives / (rows - 3)},
+            },
+        }
+
+    return {
+        "max_quarantine_share": 0.01,
+        "splits": {
+            "train": split("census.csv", "course-csv", 32561, 7841),
+            "test": split("adult.test", "uci", 16284, 3846),
+        },
+    }
+
+
+def write_curves(params: Params) -> None:
+    """ROC, PR and calibration tables in the evaluate step's column layout."""
+    grid = [i / 10 for i in range(11)]
+    roc = pd.DataFrame({"fpr": grid, "tpr": [x**0.3 for x in grid], "threshold": grid[::-1]})
+    pr = pd.DataFrame({"recall": grid, "precision": [1 - 0.6 * x**2 for x in grid]})
+    pr["threshold"] = grid[::-1]
+    calibration = pd.DataFrame(
+        {
+            "bin": range(5),
+            "mean_predicted": [0.05, 0.25, 0.45, 0.65, 0.9],
+            "fraction_positive": [0.04, 0.27, 0.44, 0.68, 0.91],
+            "count": [9000, 2500, 1800, 1500, 1481],
+        }
+    )
+    for name, table in (("roc", roc), ("pr", pr), ("calibration", calibration)):
+        table.to_csv(params.paths.curve(name), index=False)
+    write_json_atomic(params.paths.data_report, data_report())

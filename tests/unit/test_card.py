@@ -1,0 +1,186 @@
+"""Card: rendered only from the artifacts, follows them when they change, never half-filled."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from trust_samples import GOOD_METRICS, trust_project, write_curves
+
+from census_pipeline.audit import audit
+from census_pipeline.card import card, refuse_placeholders
+from census_pipeline.config import FAIRNESS_PARITIES, Params
+from census_pipeline.errors import PipelineError
+from census_pipeline.files import read_json, write_json_atomic
+from census_pipeline.gate import gate
+
+SECTIONS = (
+    "## Model details",
+    "## Intended use",
+    "## Factors",
+    "## Training data",
+    "## Evaluation data",
+    "## Metrics",
+    "## Quantitative analyses",
+    "### Per slice",
+    "### Intersectional",
+    "## Ethical considerations",
+    "## Caveats and recommendations",
+    "## Deployment gate verdict",
+)
+TABLE_ROWS = {
+    "ROC AUC": "roc_auc",
+    "PR AUC (average precision)": "pr_auc",
+    "Precision": "precision",
+    "Recall": "recall",
+    "F1": "f1",
+    "Accuracy at the threshold": "accuracy",
+    "Accuracy at 0.5": "accuracy_at_half",
+    "Log loss": "log_loss",
+    "Brier score": "brier",
+}
+
+
+@pytest.fixture(scope="module")
+def audited(tmp_path_factory: pytest.TempPathFactory) -> Params:
+    params = trust_project(tmp_path_factory.mktemp("audited"))
+    audit(params)
+    return params
+
+
+@pytest.fixture
+def make(audited: Params, tmp_path: Path) -> Callable[..., Params]:
+    """A gated project with crafted artifacts; the audit is copied from one shared run."""
+
+    def build(override: str | None = None, **kwargs: Any) -> Params:
+        params = trust_project(tmp_path, **kwargs)
+        shutil.copy2(audited.paths.test_predictions, params.paths.test_predictions)
+        shutil.copytree(audited.paths.audit_dir, params.paths.audit_dir, dirs_exist_ok=True)
+        write_curves(params)
+        gate(params, override=override)
+        return params
+
+    return build
+
+
+def _text(params: Params) -> str:
+    card(params)
+    return params.paths.model_card_md.read_text(encoding="utf-8")
+
+
+def test_card_has_every_section_in_order(make: Callable[..., Params]) -> None:
+    text = _text(make())
+    positions = [text.index(heading) for heading in SECTIONS]
+    assert positions == sorted(positions)
+
+
+def test_card_metrics_equal_the_metrics_file(make: Callable[..., Params]) -> None:
+    params = make()
+    text = _text(params)
+    metrics = read_json(params.paths.metrics)
+    for label, key in TABLE_ROWS.items():
+        assert f"| {label} | {metrics[key]:.4f} |" in text
+    assert f"**{metrics['threshold']:.4f}**" in text
+    cells = metrics["confusion_matrix"]
+    assert f"{cells['tp']:,} true positives, {cells['fp']:,} false positives" in text
+
+
+def test_changing_a_metric_changes_the_card(make: Callable[..., Params]) -> None:
+    before = _text(make())
+    assert f"| ROC AUC | {GOOD_METRICS['roc_auc']:.4f} |" in before
+    after = _text(make(metrics={**GOOD_METRICS, "roc_auc": 0.9377}))
+    assert "| ROC AUC | 0.9377 |" in after
+    assert f"{GOOD_METRICS['roc_auc']:.4f}" not in after
+
+
+def test_card_states_the_women_vs_men_fpr_disparity(make: Callable[..., Params]) -> None:
+    params = make()
+    text = _text(params)
+    fpr = read_json(params.paths.audit_dir / "summary.json")["parities"]["fpr"]["groups"]
+    women = next(g for g in fpr if g["attribute"] == "sex" and g["group"] == "Female")
+    sentence = (
+        f"False positive rate {women['value']:.3f} against {women['reference_value']:.3f} "
+        f"(disparity {women['disparity']:.2f}"
+    )
+    assert sentence in text
+    assert "Why the Female group's false positive rate is lower than the Male group's" in text
+
+
+def test_card_shows_the_policy_choice_and_reasoning(make: Callable[..., Params]) -> None:
+    params = make()
+    text = _text(params)
+    for parity in FAIRNESS_PARITIES:
+        rule = params.gate.fairness[parity]
+        label = "enforced" if rule.enforced else "reported only"
+        assert re.search(rf"\({parity}\) \| {label} \| {re.escape(rule.reason)} \|", text)
+
+
+def test_an_override_reason_is_on_the_card(make: Callable[..., Params]) -> None:
+    reason = "Classroom demo on 2 May; the F1 shortfall is known and accepted."
+    params = make(override=reason, metrics={**GOOD_METRICS, "f1": 0.61})
+    text = _text(params)
+    assert "Deploy gate: blessed by override." in text
+    assert reason in text
+    assert "overall:f1" in text
+
+
+def test_an_unblessed_model_says_so_first(make: Callable[..., Params]) -> None:
+    text = _text(make(metrics={**GOOD_METRICS, "roc_auc": 0.88}))
+    assert text.index("Deploy gate: NOT blessed.") < text.index("## Model details")
+
+
+def test_html_is_one_self_contained_page(make: Callable[..., Params]) -> None:
+    params = make()
+    card(params)
+    html = params.paths.model_card_html.read_text(encoding="utf-8")
+    assert html.count('<img src="data:image/png;base64,') == 7
+    assert not re.search(r"<(script|link)\b|src=\"(?!data:)|url\(", html)
+    assert "<style>" in html and "<table>" in html
+    assert f"<td>{GOOD_METRICS['roc_auc']:.4f}</td>" in html
+
+
+def test_no_placeholder_text_survives(make: Callable[..., Params]) -> None:
+    params = make()
+    card(params)
+    for path in (params.paths.model_card_md, params.paths.model_card_html):
+        text = path.read_text(encoding="utf-8")
+        refuse_placeholders(text, path.name)  # the same guard the card step runs
+        assert not re.search(r"\{\{|\{%|\bTODO\b|\bTBD\b|\bNone\b|(?i:\bnan\b)", text)
+
+
+@pytest.mark.parametrize("leftover", ["{{ model.version }}", "{% if x %}", "TODO", "TBD", "None"])
+def test_placeholder_guard_catches_leftovers(leftover: str) -> None:
+    with pytest.raises(PipelineError, match="line 2: placeholder"):
+        refuse_placeholders(f"ROC AUC 0.93\nversion {leftover}\n", "model_card.md")
+
+
+@pytest.mark.parametrize("missing", ["nan", "NaN", "inf"])
+def test_placeholder_guard_catches_missing_numbers(missing: str) -> None:
+    with pytest.raises(PipelineError, match="placeholder"):
+        refuse_placeholders(f"ROC AUC {missing}\n", "model_card.md")
+
+
+def test_plain_words_are_not_placeholders() -> None:
+    refuse_placeholders("Unfair groups: none. Financial data, maintenance.\n", "model_card.md")
+
+
+def test_a_field_missing_from_the_artifacts_is_an_error(make: Callable[..., Params]) -> None:
+    params = make()
+    meta = read_json(params.paths.model_metadata)
+    del meta["num_trees"]
+    write_json_atomic(params.paths.model_metadata, meta)
+    with pytest.raises(PipelineError, match="num_trees"):
+        card(params)
+    assert not params.paths.model_card_md.exists()
+
+
+def test_a_verdict_for_another_model_is_refused(make: Callable[..., Params]) -> None:
+    params = make()
+    verdict = read_json(params.paths.verdict)
+    write_json_atomic(params.paths.verdict, {**verdict, "model_sha256": "0" * 64})
+    with pytest.raises(PipelineError, match="judges another model"):
+        card(params)
