@@ -211,3 +211,32 @@ def evaluate(params: ParamsOption = None) -> None:
     small = int(result.slices["small"].sum())
     typer.echo(f"slices: {len(result.slices)} ({small} small) -> {result.slices_path}")
     typer.echo(f"metrics: {result.metrics_path}")
+
+
+@app.command()
+@_clear_errors
+def predict(
+    input_csv: Annotated[
+        Path, typer.Option("--input", help="CSV of records with the course's column names.")
+    ],
+    output_csv: Annotated[
+        Path, typer.Option("--output", help="Where to write the records plus scores.")
+    ],
+    params: ParamsOption = None,
+    model_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--model-dir", help="Folder with model.txt and model.json (default: paths.model_dir)."
+        ),
+    ] = None,
+) -> None:
+    """Batch-score a CSV with the verified model: adds `probability` and `prediction` columns."""
+    from census_pipeline.predict import Predictor, score_csv
+
+    folder = model_dir if model_dir is not None else _params(params).paths.model_dir
+    with Predictor.load(folder) as predictor:
+        rows = score_csv(predictor, input_csv, output_csv)
+        unknown = {k: v for k, v in predictor.unknown_category_counts.items() if v}
+    typer.echo(f"scored {rows} rows with model {predictor.metadata.model_version} -> {output_csv}")
+    if unknown:
+        typer.echo(f"unknown categories (scored as missing): {unknown}", err=True)

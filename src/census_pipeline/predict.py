@@ -259,24 +259,27 @@ def _free_fast_config(handle: ctypes.c_void_p, booster: lgb.Booster) -> None:
 class Predictor:
     """A verified model plus its encoder and threshold; scores records, lists of them or tables."""
 
-    def __init__(self, booster: lgb.Booster, metadata: ModelMetadata):
+    def __init__(self, booster: lgb.Booster, metadata: ModelMetadata, num_threads: int = 1):
         self.metadata = metadata
         self.threshold = metadata.threshold
         self._booster = booster
+        # Batch scoring threads; one by default so web workers and shared cores do not fight
+        # over OpenMP threads that busy-wait.
+        self.num_threads = num_threads
         self.encoder = FeatureEncoder(metadata.feature_names, metadata.categories)
         self._fast = _FastSingleRow(booster, len(metadata.feature_names))
 
     @classmethod
-    def from_files(cls, model_file: Path, metadata_file: Path) -> Predictor:
+    def from_files(cls, model_file: Path, metadata_file: Path, num_threads: int = 1) -> Predictor:
         """Load through `artifact.load_model`, which verifies the digest and the agreement."""
-        return cls(*load_model(model_file, metadata_file))
+        return cls(*load_model(model_file, metadata_file), num_threads=num_threads)
 
     @classmethod
-    def load(cls, model_dir: Path) -> Predictor:
+    def load(cls, model_dir: Path, num_threads: int = 1) -> Predictor:
         from census_pipeline.config import PathsParams
 
         paths = PathsParams(model_dir=Path(model_dir))
-        return cls.from_files(paths.model_file, paths.model_metadata)
+        return cls.from_files(paths.model_file, paths.model_metadata, num_threads)
 
     @property
     def feature_names(self) -> list[str]:
@@ -307,7 +310,8 @@ class Predictor:
     def _scores(self, matrix: NDArray[np.float64]) -> Predictions:
         if matrix.shape[0] == 0:
             return Predictions(np.empty(0, dtype=np.float64), self.threshold)
-        probabilities = np.asarray(self._booster.predict(matrix), dtype=np.float64)
+        scores = self._booster.predict(matrix, num_threads=self.num_threads)
+        probabilities = np.asarray(scores, dtype=np.float64)
         return Predictions(probabilities, self.threshold)
 
     def contributions_one(self, record: Mapping[str, Any]) -> dict[str, float]:
@@ -335,3 +339,29 @@ class Predictor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def score_csv(predictor: Predictor, source: Path, target: Path) -> int:
+    """Score a CSV of records; write it back with `probability` and `prediction` columns.
+
+    Accepts the course's layout (header row, a space after each comma, "?" for missing).
+    Returns the number of rows scored.
+    """
+    import pandas as pd
+
+    from census_pipeline.files import atomic_path
+
+    try:
+        frame = pd.read_csv(source, skipinitialspace=True, na_values=["?"])
+    except FileNotFoundError as exc:
+        raise PipelineError(f"{source}: not found") from exc
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise PipelineError(f"{source}: not a readable CSV ({exc})") from exc
+    try:
+        result = predictor.predict_frame(frame)
+    except RecordError as exc:
+        raise RecordError(f"{source}: {exc}") from None
+    scored = frame.assign(probability=result.probabilities, prediction=result.labels)
+    with atomic_path(target) as tmp:
+        scored.to_csv(tmp, index=False)
+    return len(scored)
