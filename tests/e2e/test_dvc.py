@@ -16,7 +16,6 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,8 +28,9 @@ pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
 DATA_STAGES = ("ingest", "validate", "clean")
-# A training knob that changes the model without changing what the gate would decide.
-EXPERIMENT_PARAM = "train.early_stopping_rounds"
+# A training knob that changes every tree (so every later stage has new inputs) without
+# changing what the gate would decide.
+EXPERIMENT_PARAM = "train.lightgbm.learning_rate"
 
 
 @dataclass(frozen=True)
@@ -135,17 +135,18 @@ def first_repro(project: Project) -> str:
 
 
 @pytest.fixture(scope="module")
-def experiment(project: Project, first_repro: str) -> Iterator[tuple[str, str]]:
+def experiment(project: Project, first_repro: str) -> tuple[str, str]:
     """Commit the first run, then run one experiment that changes a training parameter."""
     if "train" not in project.stages():
         pytest.skip("the train stage has not landed yet")
     project.git("add", "dvc.lock")
     project.git("commit", "-q", "-m", "first full run")
-    section, key = EXPERIMENT_PARAM.split(".")
-    current = yaml.safe_load((project.root / "params.yaml").read_text(encoding="utf-8"))
-    value = int(current[section][key]) + 10
+    node = yaml.safe_load((project.root / "params.yaml").read_text(encoding="utf-8"))
+    for key in EXPERIMENT_PARAM.split("."):
+        node = node[key]
+    value = str(round(float(node) * 1.2, 6))
     output = project.dvc("exp", "run", "--name", "e2e-exp", "-S", f"{EXPERIMENT_PARAM}={value}")
-    yield output, str(value)
+    return output, value
 
 
 # --- one repro from nothing ------------------------------------------------------------------

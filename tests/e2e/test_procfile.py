@@ -1,0 +1,143 @@
+"""The Procfile's `web:` command, run for real the way Heroku runs it.
+
+The command line is read from the Procfile (not restated here) and handed to `bash -c` with
+`PORT` and `WEB_CONCURRENCY` set, from a folder that is not the repository, on the model the
+session's real pipeline trained, evaluated, audited, gated and described. The server must answer
+on /health and /ready, serve that very model, and start the number of workers the environment
+asks for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from census_pipeline.config import Params
+
+pytestmark = pytest.mark.slow
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+START_TIMEOUT_S = 90.0
+WORKERS = 2
+
+
+def web_command() -> str:
+    for line in (REPO_ROOT / "Procfile").read_text(encoding="utf-8").splitlines():
+        if line.startswith("web:"):
+            return line.removeprefix("web:").strip()
+    raise AssertionError("the Procfile has no web: process")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def get_json(url: str) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, None
+
+
+@dataclass(frozen=True)
+class WebProcess:
+    url: str
+    log: Path
+
+
+@pytest.fixture(scope="module")
+def served(
+    carded_project: Params, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WebProcess]:
+    """The Procfile's process on a free port, stopped (process group and all) afterwards."""
+    pytest.importorskip("census_pipeline.api.main")
+    paths = carded_project.paths
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CENSUS_API_")}
+    env |= {
+        "PORT": str(port),
+        "WEB_CONCURRENCY": str(WORKERS),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        "CENSUS_API_MODEL_DIR": str(paths.model_dir),
+        "CENSUS_API_MODEL_CARD_PATH": str(paths.model_card_html),
+    }
+    workdir = tmp_path_factory.mktemp("dyno")
+    log = workdir / "web.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            ["bash", "-c", web_command()],
+            cwd=workdir,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(process, url, log)
+        yield WebProcess(url, log)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def wait_until_ready(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the web process exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            if get_json(f"{url}/ready")[0] == 200:
+                return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"the web process did not become ready in {START_TIMEOUT_S} s:\n{log.read_text()}")
+
+
+def test_web_process_answers_on_health(served: WebProcess) -> None:
+    status, body = get_json(f"{served.url}/health")
+    assert status == 200
+    assert body
+
+
+def test_web_process_serves_the_model_the_pipeline_blessed(
+    served: WebProcess, carded_project: Params
+) -> None:
+    status, info = get_json(f"{served.url}/model")
+    assert status == 200
+    metadata = json.loads(carded_project.paths.model_metadata.read_text(encoding="utf-8"))
+    verdict = json.loads(carded_project.paths.verdict.read_text(encoding="utf-8"))
+    assert verdict["blessed"] is True
+    assert metadata["model_sha256"] in json.dumps(info)
+
+
+def test_web_process_starts_the_workers_the_environment_asks_for(served: WebProcess) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        started = served.log.read_text(encoding="utf-8").count("Started server process")
+        if started >= WORKERS:
+            break
+        time.sleep(0.5)
+    assert started == WORKERS, served.log.read_text(encoding="utf-8")
