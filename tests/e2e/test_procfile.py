@@ -141,3 +141,22 @@ def test_web_process_starts_the_workers_the_environment_asks_for(served: WebProc
             break
         time.sleep(0.5)
     assert started == WORKERS, served.log.read_text(encoding="utf-8")
+
+
+def dockerfile_healthcheck() -> list[str]:
+    """The container's HEALTHCHECK command (exec form), as Docker would run it."""
+    text = (REPO_ROOT / "Dockerfile").read_text(encoding="utf-8").replace("\\\n", " ")
+    (line,) = [row for row in text.splitlines() if row.startswith("HEALTHCHECK")]
+    argv: list[str] = json.loads(line.split(" CMD ", 1)[1])
+    return argv
+
+
+def test_container_health_check_passes_against_the_live_service(served: WebProcess) -> None:
+    argv = dockerfile_healthcheck()
+    assert argv[0] == "python"
+    port = served.url.rsplit(":", 1)[1]
+    run = [sys.executable, *argv[1:]]
+    assert subprocess.run(run, env={"PORT": port}, timeout=30, check=False).returncode == 0
+    closed = str(free_port())
+    failed = subprocess.run(run, env={"PORT": closed}, capture_output=True, timeout=30, check=False)
+    assert failed.returncode != 0
