@@ -95,6 +95,20 @@ def test_openapi_shows_the_hyphenated_keys_and_an_example(client: TestClient) ->
     assert {"education-num", "marital-status", "native-country"} <= set(record["properties"])
     assert record["additionalProperties"] is False
     assert record["examples"][0]["education-num"] == 13
+    for path, schema in [
+        ("/predict", {"$ref": "#/components/schemas/CensusRecord"}),
+        (
+            "/predict/batch",
+            {
+                "type": "array",
+                "minItems": 1,
+                "items": {"$ref": "#/components/schemas/CensusRecord"},
+            },
+        ),
+    ]:
+        body = client.get("/openapi.json").json()["paths"][path]["post"]["requestBody"]
+        assert body["content"]["application/json"]["schema"] == schema
+        assert body["content"]["application/json"]["example"]
 
 
 def test_bare_endpoint_exists_only_when_enabled(served_dir: Path, client: TestClient) -> None:

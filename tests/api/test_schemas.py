@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import typing
 
+from pydantic import ValidationError
+
+from census_pipeline.api.body import RECORD
 from census_pipeline.api.schemas import EXAMPLE_RECORD, CensusRecord, Label
 from census_pipeline.schema import CATEGORY_DOMAINS, FEATURES, LABELS, NULLABLE, NUMERIC_RANGES
 
@@ -43,3 +47,33 @@ def test_labels_match_the_domain() -> None:
 def test_example_is_valid_and_round_trips_with_hyphens() -> None:
     record = CensusRecord.model_validate(EXAMPLE_RECORD)
     assert record.model_dump(by_alias=True) == EXAMPLE_RECORD
+
+
+def test_fast_body_validator_follows_the_model() -> None:
+    # body.RECORD is built from CensusRecord's fields; both must accept and refuse alike.
+    cases: list[dict[str, object]] = [
+        EXAMPLE_RECORD,
+        {**EXAMPLE_RECORD, "age": 16},
+        {**EXAMPLE_RECORD, "age": 39.0},
+        {**EXAMPLE_RECORD, "workclass": None},
+        {**EXAMPLE_RECORD, "sex": None},
+        {**EXAMPLE_RECORD, "race": "Martian"},
+        {**EXAMPLE_RECORD, "extra": 1},
+        {k: v for k, v in EXAMPLE_RECORD.items() if k != "fnlgt"},
+        {k.replace("-", "_"): v for k, v in EXAMPLE_RECORD.items()},
+    ]
+    for case in cases:
+        payload = json.dumps(case).encode()
+        try:
+            CensusRecord.model_validate_json(payload)
+            model_ok = True
+        except ValidationError:
+            model_ok = False
+        try:
+            parsed = RECORD.validate_json(payload)
+            fast_ok = True
+        except ValidationError:
+            fast_ok = False
+        assert model_ok == fast_ok, case
+        if fast_ok:
+            assert parsed == CensusRecord.model_validate(case).model_dump(by_alias=True)

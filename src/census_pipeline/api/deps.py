@@ -29,12 +29,20 @@ async def get_settings(request: Request) -> Settings:
     return settings
 
 
-async def get_model(request: Request) -> ServedModel:
-    """The model loaded at start-up; 503 while there is none (start-up not finished)."""
-    model: ServedModel | None = getattr(request.app.state, "model", None)
+def served_model(request: Request) -> ServedModel:
+    """The model loaded at start-up; 503 while there is none (start-up not finished).
+
+    Called directly by the prediction routes: as a dependency it would cost them about as much
+    as the prediction itself.
+    """
+    model: ServedModel | None = request.app.state.model
     if model is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "model not loaded yet")
     return model
+
+
+async def get_model(request: Request) -> ServedModel:
+    return served_model(request)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -29,9 +29,10 @@ def _field(loc: Sequence[Any]) -> str:
 def _error_item(error: Any) -> dict[str, str]:
     loc, message = tuple(error.get("loc", ())), str(error.get("msg", ""))
     if error["type"] == "json_invalid":
-        # FastAPI puts the character offset in `loc`; it belongs in the message.
+        # The parser's position (in `loc` for FastAPI, in the text for pydantic) is all there is.
         reason = error.get("ctx", {}).get("error", "")
-        message = f"not valid JSON: {reason} at character {loc[-1]}" if reason else "not valid JSON"
+        where = f" at character {loc[1]}" if len(loc) > 1 else ""
+        message = f"not valid JSON: {reason}{where}" if reason else "not valid JSON"
         loc = loc[:1]
     return {"field": _field(loc), "message": message, "type": error["type"]}
 

@@ -15,14 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from census_pipeline.api.schemas import (
-    CensusRecord,
-    Contribution,
-    GateVerdict,
-    Label,
-    ModelInfo,
-    Prediction,
-)
+from census_pipeline.api.schemas import GateVerdict, ModelInfo
 from census_pipeline.api.settings import Settings
 from census_pipeline.errors import PipelineError
 from census_pipeline.files import read_json, sha256_file
@@ -50,38 +43,41 @@ class ServedModel:
     def version(self) -> str:
         return self.info.model_version
 
-    def predict_one(self, record: CensusRecord, explain: bool = False) -> Prediction:
-        features = record.model_dump(by_alias=True)
-        probability = self.predictor.probability_one(features)
-        return self._prediction(probability, self._explain(features) if explain else None)
+    def predict_one(self, record: dict[str, Any], explain: bool = False) -> dict[str, Any]:
+        """`record` as validated by `body.RECORD`: hyphenated keys, values in their domains."""
+        probability = self.predictor.probability_one(record)
+        return self._prediction(probability, self._explain(record) if explain else None)
 
     def predict_many(
-        self, records: Sequence[CensusRecord], explain: bool = False
-    ) -> list[Prediction]:
-        rows = [record.model_dump(by_alias=True) for record in records]
-        probabilities = self.predictor.predict_many(rows).probabilities.tolist()
+        self, records: Sequence[dict[str, Any]], explain: bool = False
+    ) -> list[dict[str, Any]]:
+        probabilities = self.predictor.predict_many(records).probabilities.tolist()
         return [
-            self._prediction(probability, self._explain(row) if explain else None)
-            for probability, row in zip(probabilities, rows, strict=True)
+            self._prediction(probability, self._explain(record) if explain else None)
+            for probability, record in zip(probabilities, records, strict=True)
         ]
 
-    def _prediction(self, probability: float, explanation: list[Contribution] | None) -> Prediction:
+    def _prediction(
+        self, probability: float, explanation: list[dict[str, Any]] | None
+    ) -> dict[str, Any]:
+        # A plain dict shaped like `Prediction`: building the model instance would cost ten
+        # times more, for values that come from the model rather than from a client.
         threshold = self.info.threshold
-        label: Label = POSITIVE_LABEL if probability >= threshold else NEGATIVE_LABEL
-        # Built without re-validation: every value comes from the model, not from a client.
-        return Prediction.model_construct(
-            label=label,
-            probability=probability,
-            threshold=threshold,
-            model_version=self.info.model_version,
-            explanation=explanation,
-        )
+        answer: dict[str, Any] = {
+            "label": POSITIVE_LABEL if probability >= threshold else NEGATIVE_LABEL,
+            "probability": probability,
+            "threshold": threshold,
+            "model_version": self.info.model_version,
+        }
+        if explanation is not None:
+            answer["explanation"] = explanation
+        return answer
 
-    def _explain(self, features: dict[str, Any]) -> list[Contribution]:
-        contributions = self.predictor.contributions_one(features)
+    def _explain(self, record: dict[str, Any]) -> list[dict[str, Any]]:
+        contributions = self.predictor.contributions_one(record)
         top = sorted(contributions.items(), key=lambda item: abs(item[1]), reverse=True)
         return [
-            Contribution(feature=name, value=features[name], contribution=value)
+            {"feature": name, "value": record[name], "contribution": value}
             for name, value in top[:EXPLAIN_TOP]
         ]
 

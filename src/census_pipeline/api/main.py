@@ -7,9 +7,11 @@ refuses to start (uvicorn exits non-zero) when the model is missing, tampered wi
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import Depends, FastAPI
 
@@ -19,6 +21,7 @@ from census_pipeline.api.deps import require_api_key
 from census_pipeline.api.loading import load_served_model
 from census_pipeline.api.middleware import RequestGuard
 from census_pipeline.api.routes import bench, health, model, predict, root
+from census_pipeline.api.schemas import CensusRecord
 from census_pipeline.api.settings import Settings
 from census_pipeline.errors import PipelineError
 
@@ -50,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.model = None
     _include_routers(app, settings)
+    _document_record_schema(app)
     handlers.install(app)
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
     return app
@@ -66,6 +70,22 @@ def _include_routers(app: FastAPI, settings: Settings) -> None:
         app.include_router(bench.router, dependencies=guarded)
 
 
+def _document_record_schema(app: FastAPI) -> None:
+    """Publish `CensusRecord` under components: the routes refer to it but parse bodies
+    themselves (see `body.py`), so FastAPI does not add it on its own."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+            schemas["CensusRecord"] = CensusRecord.model_json_schema()
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
@@ -76,6 +96,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         logger.critical("refusing to start: %s", exc)
         raise StartupRefused(str(exc)) from None
     app.state.model = served
+    # Everything loaded so far (frameworks, model, schemas) lives as long as the process. Moving
+    # it out of the collector's reach keeps full collections from scanning it again and again:
+    # they were the 10-100 ms stalls in the latency tail (docs/api.md, "Performance").
+    gc.freeze()
     logger.info(
         "serving model %s (sha256 %s, blessed: %s)",
         served.version,

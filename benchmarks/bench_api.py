@@ -1,0 +1,294 @@
+"""Load-test the prediction service with wrk, against baselines measured in the same run.
+
+One uvicorn worker runs pinned to core 0, started the way the Procfile starts it, under
+tests/api/slim_python.py so only the `serve` install's modules can load (what a container has,
+so its RSS is the deployed one). wrk runs pinned to core 1. Measured, each the median of
+`--rounds` runs, alternating so drift and neighbours hit both sides of each ratio alike:
+
+- throughput of POST /predict vs POST /bench/bare (same app, same body validation, constant
+  answer), 16 connections;
+- single-connection latency of POST /predict (wrk's p50 and p99);
+- POST /predict/batch with 1,000 records of the clean test table in records/s, vs
+  `Predictor.predict_many` on the same records in a process pinned to the same core;
+- the server's resident memory (VmRSS, and the VmHWM peak) with the model loaded, after the load;
+- the cost of uvicorn's access log: /predict throughput with CENSUS_API_ACCESS_LOG=true,
+  its lines written to a file as a platform's log collector would take them.
+
+    python benchmarks/bench_api.py [--model-dir models] [--duration 10] [--rounds 3]
+
+Needs `wrk` (Debian: apt-get install wrk) and `taskset`, a trained and gated model, and the
+clean test table (`make pipeline`). `--allow-unblessed` serves a model the gate has not blessed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+SLIM_PYTHON = REPO / "tests" / "api" / "slim_python.py"
+SERVER_CORE, CLIENT_CORE = "0", "1"
+BATCH_SIZE = 1000
+BARS = {"throughput_ratio": 0.70, "p50_ms": 2.0, "p99_ms": 5.0, "batch_ratio": 0.70, "rss_mb": 300}
+
+# What the in-process baseline runs: load the predictor, then time predict_many on the records.
+IN_PROCESS = """
+import json, statistics, sys, time
+from pathlib import Path
+from census_pipeline.predict import Predictor
+
+predictor = Predictor.load(Path(sys.argv[1]))
+records = json.loads(Path(sys.argv[2]).read_text())
+predictor.predict_many(records)
+runs = []
+deadline = time.perf_counter() + float(sys.argv[3])
+while time.perf_counter() < deadline or len(runs) < 5:
+    started = time.perf_counter()
+    predictor.predict_many(records)
+    runs.append(time.perf_counter() - started)
+single = []
+for record in records[:200]:
+    started = time.perf_counter()
+    predictor.probability_one(record)
+    single.append(time.perf_counter() - started)
+print(json.dumps({"batch_s": statistics.median(runs), "single_s": statistics.median(single)}))
+"""
+
+
+@dataclass
+class WrkResult:
+    requests_per_s: float
+    latency_ms: dict[str, float]  # "50%" -> ms
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--model-dir", type=Path, default=REPO / "models")
+    parser.add_argument("--test-table", type=Path, default=None, help="default: params paths")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--allow-unblessed", action="store_true")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    return parser.parse_args()
+
+
+def load_records(table: Path | None, count: int) -> list[dict[str, Any]]:
+    """The first `count` rows of the clean test table, as the service's JSON records."""
+    import pandas as pd
+
+    from census_pipeline.config import load_params
+    from census_pipeline.schema import FEATURES
+
+    path = table or load_params().paths.clean_test
+    frame = pd.read_parquet(path).head(count)
+    records = []
+    for row in frame[list(FEATURES)].astype(object).itertuples(index=False):
+        records.append({k: (None if pd.isna(v) else v) for k, v in zip(FEATURES, row, strict=True)})
+    plain: list[dict[str, Any]] = json.loads(json.dumps(records, default=int))  # numpy ints
+    return plain
+
+
+def lua_post(path: Path, body: str) -> Path:
+    """A wrk script that POSTs `body` as JSON (long bracket string, so no escaping needed)."""
+    assert "]==]" not in body
+    path.write_text(
+        'wrk.method = "POST"\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f"wrk.body = [==[{body}]==]\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def server(model_dir: Path, env_extra: dict[str, str], log: Path) -> Iterator[tuple[str, int]]:
+    """A uvicorn worker on SERVER_CORE; yields its URL and PID, stops it afterwards."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CENSUS_API_")}
+    env.update(CENSUS_API_MODEL_DIR=str(model_dir), CENSUS_API_ENABLE_BARE_ENDPOINT="true")
+    env.update(env_extra)
+    command = [
+        "taskset", "-c", SERVER_CORE, sys.executable, str(SLIM_PYTHON), "-m", "uvicorn",
+        "census_pipeline.api.main:create_app", "--factory", "--host", "127.0.0.1",
+        "--port", str(port), "--workers", "1",
+    ]  # fmt: skip
+    with log.open("wb") as sink:
+        process = subprocess.Popen(command, env=env, stdout=sink, stderr=sink)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(process, url, log)
+        yield url, process.pid
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def wait_ready(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited ({process.returncode}):\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(f"{url}/ready", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.2)
+    raise SystemExit(f"server not ready after 60 s:\n{log.read_text()}")
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def wrk(url: str, script: Path, connections: int, duration: int) -> WrkResult:
+    command = [
+        "taskset", "-c", CLIENT_CORE, "wrk", "-t1", f"-c{connections}", f"-d{duration}s",
+        "--latency", "-s", str(script), url,
+    ]  # fmt: skip
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in output or "Socket errors" in output:
+        raise SystemExit(f"wrk saw failed requests against {url}:\n{output}")
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    latency = {
+        pct: float(value) * _UNITS[unit]
+        for pct, value, unit in re.findall(r"^\s+(\d+%)\s+([\d.]+)(us|ms|s)\s*$", output, re.M)
+    }
+    return WrkResult(rate, latency)
+
+
+def in_process(model_dir: Path, records_file: Path, seconds: float) -> dict[str, float]:
+    command = [
+        "taskset", "-c", SERVER_CORE, sys.executable, str(SLIM_PYTHON), "-c", IN_PROCESS,
+        str(model_dir), str(records_file), str(seconds),
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    timings: dict[str, float] = json.loads(result.stdout.strip().splitlines()[-1])
+    return timings
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    status = Path(f"/proc/{pid}/status").read_text(encoding="utf-8")
+    fields = dict(re.findall(r"^(VmRSS|VmHWM):\s+(\d+) kB", status, re.M))
+    return {name: int(kb) / 1024 for name, kb in fields.items()}
+
+
+def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    records = load_records(args.test_table, BATCH_SIZE)
+    records_file = work / "records.json"
+    records_file.write_text(json.dumps(records), encoding="utf-8")
+    one = lua_post(work / "one.lua", json.dumps(records[0]))
+    batch = lua_post(work / "batch.lua", json.dumps(records))
+    unblessed = {"CENSUS_API_ALLOW_UNBLESSED": "true"} if args.allow_unblessed else {}
+    d, c = args.duration, args.connections
+    rounds: dict[str, list[float]] = {k: [] for k in ("bare", "predict", "p50", "p99", "batch")}
+    baseline: list[float] = []
+    single: list[float] = []
+    with server(args.model_dir, unblessed, work / "server.log") as (url, pid):
+        wrk(f"{url}/predict", one, c, 2)  # warm-up
+        for _ in range(args.rounds):
+            rounds["bare"].append(wrk(f"{url}/bench/bare", one, c, d).requests_per_s)
+            rounds["predict"].append(wrk(f"{url}/predict", one, c, d).requests_per_s)
+            latency = wrk(f"{url}/predict", one, 1, d).latency_ms
+            rounds["p50"].append(latency["50%"])
+            rounds["p99"].append(latency["99%"])
+            rounds["batch"].append(wrk(f"{url}/predict/batch", batch, 1, d).requests_per_s)
+            timing = in_process(args.model_dir, records_file, d / 2)
+            baseline.append(BATCH_SIZE / timing["batch_s"])
+            single.append(timing["single_s"] * 1e6)
+        memory = memory_mb(pid)
+    logged = {"CENSUS_API_ACCESS_LOG": "true", **unblessed}
+    with server(args.model_dir, logged, work / "access.log") as (url, _):
+        wrk(f"{url}/predict", one, c, 2)
+        with_log = [wrk(f"{url}/predict", one, c, d).requests_per_s for _ in range(args.rounds)]
+    med = {k: statistics.median(v) for k, v in rounds.items()}
+    return {
+        "bare_rps": med["bare"],
+        "predict_rps": med["predict"],
+        "throughput_ratio": med["predict"] / med["bare"],
+        "p50_ms": med["p50"],
+        "p99_ms": med["p99"],
+        "batch_records_per_s": med["batch"] * BATCH_SIZE,
+        "in_process_records_per_s": statistics.median(baseline),
+        "batch_ratio": med["batch"] * BATCH_SIZE / statistics.median(baseline),
+        "in_process_single_us": statistics.median(single),
+        "rss_mb": memory["VmRSS"],
+        "peak_rss_mb": memory["VmHWM"],
+        "predict_rps_with_access_log": statistics.median(with_log),
+        "access_log_cost": 1 - statistics.median(with_log) / med["predict"],
+        "rounds": {k: [round(x, 3) for x in v] for k, v in rounds.items()},
+        "config": {"duration_s": d, "rounds": args.rounds, "connections": c},
+    }
+
+
+def report(results: dict[str, Any]) -> str:
+    r = results
+    rows = [
+        ("POST /bench/bare, 16 conn.", f"{r['bare_rps']:,.0f} req/s", "baseline", ""),
+        ("POST /predict, 16 conn.", f"{r['predict_rps']:,.0f} req/s",
+         f"{r['throughput_ratio']:.0%} of bare",
+         _bar(r["throughput_ratio"] >= BARS["throughput_ratio"])),
+        ("POST /predict, 1 conn., p50", f"{r['p50_ms']:.2f} ms", "bar < 2 ms",
+         _bar(r["p50_ms"] < BARS["p50_ms"])),
+        ("POST /predict, 1 conn., p99", f"{r['p99_ms']:.2f} ms", "bar < 5 ms",
+         _bar(r["p99_ms"] < BARS["p99_ms"])),
+        ("Predictor.predict_many in-process", f"{r['in_process_records_per_s']:,.0f} rec/s",
+         "baseline", ""),
+        ("POST /predict/batch (1,000 rec.), 1 conn.", f"{r['batch_records_per_s']:,.0f} rec/s",
+         f"{r['batch_ratio']:.0%} of in-process", _bar(r["batch_ratio"] >= BARS["batch_ratio"])),
+        ("server RSS, model loaded (peak)", f"{r['rss_mb']:.0f} MB ({r['peak_rss_mb']:.0f} MB)",
+         "bar < 300 MB", _bar(r["peak_rss_mb"] < BARS["rss_mb"])),
+        ("POST /predict with access log on", f"{r['predict_rps_with_access_log']:,.0f} req/s",
+         f"costs {r['access_log_cost']:.0%}", ""),
+        ("Predictor.probability_one in-process", f"{r['in_process_single_us']:.0f} µs", "", ""),
+    ]  # fmt: skip
+    lines = ["| measurement | result | ratio / bar | |", "|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    return "\n".join(lines)
+
+
+def _bar(met: bool) -> str:
+    return "met" if met else "MISSED"
+
+
+def main() -> int:
+    args = parse_args()
+    missing = [tool for tool in ("wrk", "taskset") if shutil.which(tool) is None]
+    if missing:
+        raise SystemExit(f"needs {', '.join(missing)} on PATH (Debian: apt-get install wrk)")
+    if (os.cpu_count() or 1) < 2:
+        raise SystemExit("needs two cores: one for the server, one for wrk")
+    with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
+        results = measure(args, Path(tmp))
+    print(report(results))
+    print(json.dumps(results, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
