@@ -225,9 +225,19 @@ def tuning_record(
         "max_rounds": settings.max_rounds,
         "early_stopping_rounds": settings.early_stopping_rounds,
         "excluded_features": list(settings.exclude_features),
-        "exclusion_reason": EXCLUSION_REASON if settings.exclude_features else None,
+        "exclusion_reason": exclusion_reason(settings.exclude_features),
         "refit_on_full_training_data": False,
     }
+
+
+def exclusion_reason(excluded: tuple[str, ...]) -> str | None:
+    if not excluded:
+        return None
+    return (
+        EXCLUSION_REASON
+        if excluded == ("fnlgt",)
+        else "set in params.yaml (train.exclude_features)"
+    )
 
 
 def git_commit() -> str | None:
