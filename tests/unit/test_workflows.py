@@ -1,0 +1,271 @@
+"""The GitHub Actions workflows and the small scripts they run.
+
+The workflow files are validated against GitHub's published workflow schema (vendored by
+check-jsonschema, so this works offline), then checked for what this project promises: CI runs
+the same `make` targets as a developer, then the pipeline with its gate, and reports; CD runs
+only after a green CI on main, deploys only that run's blessed model, and takes every secret from
+the repository's secrets, each one documented.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from census_pipeline.config import load_params
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+WORKFLOWS = REPO_ROOT / ".github" / "workflows"
+SCRIPTS = REPO_ROOT / "scripts"
+CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
+
+
+def workflow(name: str) -> dict[str, Any]:
+    loaded: dict[Any, Any] = yaml.safe_load((WORKFLOWS / name).read_text(encoding="utf-8"))
+    # YAML 1.1 reads the key `on` as the boolean True.
+    loaded["on"] = loaded.pop(True, loaded.get("on"))
+    return loaded
+
+
+def steps(flow: dict[str, Any]) -> list[dict[str, Any]]:
+    return [step for job in flow["jobs"].values() for step in job["steps"]]
+
+
+def run_lines(flow: dict[str, Any]) -> list[str]:
+    return [line.strip() for step in steps(flow) for line in step.get("run", "").splitlines()]
+
+
+def uses(flow: dict[str, Any], action: str) -> list[dict[str, Any]]:
+    return [step for step in steps(flow) if step.get("uses", "").startswith(action + "@")]
+
+
+def test_workflows_validate_against_githubs_schema() -> None:
+    files = sorted(WORKFLOWS.glob("*.yml"))
+    assert [f.name for f in files] == ["cd.yml", "ci.yml"]
+    result = subprocess.run(
+        [str(CHECK_JSONSCHEMA), "--builtin-schema", "vendor.github-workflows", *map(str, files)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_schema_check_would_catch_a_broken_workflow(tmp_path: Path) -> None:
+    broken = workflow("ci.yml")
+    broken["jobs"]["build"]["runs-on"] = None
+    del broken["jobs"]["build"]["steps"]
+    path = tmp_path / "broken.yml"
+    path.write_text(yaml.safe_dump(broken), encoding="utf-8")
+    result = subprocess.run(
+        [str(CHECK_JSONSCHEMA), "--builtin-schema", "vendor.github-workflows", str(path)],
+        capture_output=True,
+        check=False,
+    )
+    assert result.returncode != 0
+
+
+def test_every_action_is_pinned_to_a_version() -> None:
+    for name in ("ci.yml", "cd.yml"):
+        for step in steps(workflow(name)):
+            if "uses" in step:
+                assert re.fullmatch(r"[\w-]+/[\w-]+@v\d+", step["uses"]), step["uses"]
+
+
+# --- CI ---------------------------------------------------------------------------------------
+
+
+def test_ci_runs_on_every_push_and_pull_request() -> None:
+    triggers = workflow("ci.yml")["on"]
+    assert set(triggers) == {"push", "pull_request"}
+    assert not any(triggers.values()), "no branch filter: every push and PR is checked"
+
+
+def test_ci_uses_the_python_pin_and_caches_pip() -> None:
+    (setup,) = uses(workflow("ci.yml"), "actions/setup-python")
+    assert setup["with"]["python-version-file"] == ".python-version"
+    assert setup["with"]["cache"] == "pip"
+    for path in setup["with"]["cache-dependency-path"].split():
+        assert (REPO_ROOT / path).is_file(), path
+
+
+def test_ci_tests_like_a_developer_then_runs_the_gated_pipeline() -> None:
+    lines = run_lines(workflow("ci.yml"))
+    assert "make test" in lines and "make pipeline" in lines
+    assert lines.index("make test") < lines.index("make pipeline")
+    makefile = (REPO_ROOT / "Makefile").read_text(encoding="utf-8")
+    test_target = re.search(r"^test:(.*)$", makefile, re.MULTILINE)
+    assert test_target and test_target.group(1).split() == ["setup", "lint", "typecheck", "pytest"]
+    pipeline_recipe = makefile.split("\npipeline:", 1)[1].split("\n\n", 1)[0]
+    assert "dvc repro" in pipeline_recipe
+    stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+    if "gate" not in stages:
+        pytest.skip("the gate stage has not landed yet")
+    assert stages["gate"]["cmd"].startswith("census-pipeline gate")
+
+
+def test_ci_reports_even_when_the_gate_fails() -> None:
+    flow = workflow("ci.yml")
+    (summary,) = [s for s in steps(flow) if "GITHUB_STEP_SUMMARY" in s.get("run", "")]
+    assert summary["if"] == "${{ !cancelled() }}"
+    assert "scripts/job_summary.py" in summary["run"]
+    uploads = {s["with"]["name"]: s for s in uses(flow, "actions/upload-artifact")}
+    assert uploads["pipeline-outputs"]["if"] == "${{ !cancelled() }}"
+    # The deployable artifact is uploaded only when every step passed, the gate included.
+    assert "if" not in uploads["blessed-model"]
+    shipped = set(uploads["blessed-model"]["with"]["path"].split())
+    paths = load_params(REPO_ROOT / "params.yaml").paths
+    needed = {paths.model_file, paths.model_metadata, paths.verdict, paths.model_card_html}
+    assert shipped == {str(p.relative_to(REPO_ROOT)) for p in needed}
+
+
+# --- CD ---------------------------------------------------------------------------------------
+
+
+def test_cd_runs_only_after_ci_succeeded_on_main() -> None:
+    flow = workflow("cd.yml")
+    trigger = flow["on"]["workflow_run"]
+    assert trigger == {"workflows": [workflow("ci.yml")["name"]], "types": ["completed"]} | {
+        "branches": ["main"]
+    }
+    (job,) = flow["jobs"].values()
+    condition = " ".join(job["if"].split())
+    assert "github.event.workflow_run.conclusion == 'success'" in condition
+    assert "github.event.workflow_run.head_branch == 'main'" in condition
+    assert "github.event.workflow_run.event == 'push'" in condition
+
+
+def test_cd_deploys_the_blessed_model_of_that_very_ci_run() -> None:
+    flow = workflow("cd.yml")
+    (checkout,) = uses(flow, "actions/checkout")
+    assert checkout["with"]["ref"] == "${{ github.event.workflow_run.head_sha }}"
+    (download,) = uses(flow, "actions/download-artifact")
+    assert download["with"]["name"] == "blessed-model"
+    assert download["with"]["run-id"] == "${{ github.event.workflow_run.id }}"
+    lines = run_lines(flow)
+    check = next(i for i, line in enumerate(lines) if "require_blessed.py" in line)
+    build = next(i for i, line in enumerate(lines) if line.startswith("docker build"))
+    assert check < build
+
+
+def test_cd_releases_on_heroku_through_its_container_registry() -> None:
+    text = (WORKFLOWS / "cd.yml").read_text(encoding="utf-8")
+    assert "registry.heroku.com" in text
+    assert "https://api.heroku.com/apps/${HEROKU_APP_NAME}/formation" in text
+
+
+def test_secrets_come_from_the_secret_store_and_are_documented() -> None:
+    process_doc = (REPO_ROOT / "docs" / "process.md").read_text(encoding="utf-8")
+    for name in ("ci.yml", "cd.yml"):
+        text = (WORKFLOWS / name).read_text(encoding="utf-8")
+        for secret in set(re.findall(r"secrets\.([A-Z_]+)", text)):
+            assert f"`{secret}`" in process_doc, f"{secret} is not documented in docs/process.md"
+        # Nothing that looks like a credential is written into a workflow.
+        assert not re.search(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", text)
+        assert not re.search(r"gh[pousr]_[A-Za-z0-9]{20,}", text)
+
+
+# --- the scripts the workflows run -------------------------------------------------------------
+
+
+def _verdict(blessed: bool, model_sha256: str) -> dict[str, Any]:
+    return {
+        "blessed": blessed,
+        "model_version": "0.1.0",
+        "model_sha256": model_sha256,
+        "override": None,
+        "checks": [
+            {
+                "name": "roc_auc",
+                "kind": "overall",
+                "value": 0.93,
+                "bound": ">= 0.9",
+                "status": "passed",
+                "enforced": True,
+                "reason": "ROC AUC 0.93 is at least 0.9.",
+            },
+            {
+                "name": "fpr_parity sex",
+                "kind": "fairness",
+                "value": 0.3,
+                "bound": "in [0.8, 1.25]",
+                "status": "failed",
+                "enforced": blessed,
+                "reason": "Female | Male FPR ratio 0.3 is outside [0.8, 1.25].",
+            },
+        ],
+    }
+
+
+def _require_blessed(tmp_path: Path, verdict: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    model = tmp_path / "model.txt"
+    (tmp_path / "verdict.json").write_text(json.dumps(verdict), encoding="utf-8")
+    script = str(SCRIPTS / "require_blessed.py")
+    argv = [sys.executable, "-I", script, str(tmp_path / "verdict.json"), str(model)]
+    return subprocess.run(argv, capture_output=True, text=True, check=False)
+
+
+@pytest.fixture
+def model_digest(tmp_path: Path) -> str:
+    (tmp_path / "model.txt").write_bytes(b"tree\nversion=v4\n")
+    return hashlib.sha256(b"tree\nversion=v4\n").hexdigest()
+
+
+def test_require_blessed_passes_a_blessed_verdict_for_this_model(
+    tmp_path: Path, model_digest: str
+) -> None:
+    assert _require_blessed(tmp_path, _verdict(True, model_digest)).returncode == 0
+
+
+def test_require_blessed_refuses_an_unblessed_model(tmp_path: Path, model_digest: str) -> None:
+    result = _require_blessed(tmp_path, _verdict(False, model_digest))
+    assert result.returncode == 1
+    assert "did not bless" in result.stderr and "fpr_parity sex" in result.stderr
+
+
+def test_require_blessed_refuses_a_verdict_about_another_model(
+    tmp_path: Path, model_digest: str
+) -> None:
+    result = _require_blessed(tmp_path, _verdict(True, "0" * 64))
+    assert result.returncode == 1
+    assert model_digest in result.stderr
+
+
+def test_job_summary_shows_the_verdict_failures_first_and_the_metrics(tmp_path: Path) -> None:
+    project = _summary_project(tmp_path)
+    paths = load_params(project).paths
+    paths.verdict.parent.mkdir(parents=True)
+    paths.verdict.write_text(json.dumps(_verdict(False, "ab" * 32)), encoding="utf-8")
+    paths.metrics.parent.mkdir(parents=True)
+    paths.metrics.write_text(json.dumps({"roc_auc": 0.9312, "f1": 0.7}), encoding="utf-8")
+    text = _job_summary(project)
+    assert text.startswith("## Pipeline: model not blessed")
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    assert rows[1].startswith("| fpr_parity sex | fairness | 0.3 |")
+    assert "Female \\| Male FPR ratio" in rows[1], "a | in a reason must not split the row"
+    assert "| roc_auc | 0.9312 |" in rows
+
+
+def test_job_summary_says_what_is_missing_without_failing(tmp_path: Path) -> None:
+    text = _job_summary(_summary_project(tmp_path))
+    assert "No verdict" in text and "No metrics" in text
+
+
+def _summary_project(tmp_path: Path) -> Path:
+    params = tmp_path / "params.yaml"
+    params.write_text((REPO_ROOT / "params.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    return params
+
+
+def _job_summary(params: Path) -> str:
+    argv = [sys.executable, str(SCRIPTS / "job_summary.py"), "--params", str(params)]
+    result = subprocess.run(argv, capture_output=True, text=True, check=True)
+    return result.stdout
