@@ -213,7 +213,8 @@ def _data_uri(png: bytes) -> str:
 def card_context(inputs: CardInputs, params: Params) -> dict[str, Any]:
     """Plain dicts and lists for the templates; no number is computed here that is not read."""
     meta = inputs.metadata
-    policy = params.gate.fairness
+    # The policy the verdict applied, not whatever params.yaml says now.
+    policy = inputs.verdict["policy"]["fairness"]
     return {
         "model": meta,
         "tuning": _tuning(meta.get("tuning", {})),
@@ -225,8 +226,8 @@ def card_context(inputs: CardInputs, params: Params) -> dict[str, Any]:
             {
                 "key": parity,
                 **inputs.audit["parities"][parity],
-                "enforced": policy[parity].enforced,
-                "reason": policy[parity].reason,
+                "enforced": policy[parity]["enforced"],
+                "reason": policy[parity]["reason"],
             }
             for parity in FAIRNESS_PARITIES
         ],
@@ -236,7 +237,6 @@ def card_context(inputs: CardInputs, params: Params) -> dict[str, Any]:
         "small_slices": int(inputs.slices["small"].astype(str).str.lower().eq("true").sum()),
         "verdict": inputs.verdict,
         "checks": inputs.verdict["checks"],
-        "gate": params.gate,
     }
 
 

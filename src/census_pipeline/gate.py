@@ -78,11 +78,27 @@ class Verdict(BaseModel):
 
 
 def gate(params: Params, override: str | None = None) -> Verdict:
-    """Judge the model, write models/verdict.json and return the verdict."""
+    """Judge the model, write models/verdict.json and return the verdict.
+
+    When the judging itself fails (a missing metric, a stale audit), any earlier verdict is
+    removed: a blessing must never outlive a gate that could not run.
+    """
     if override is not None and not override.strip():
         raise PipelineError(
             "--override needs a reason: say why this model may ship despite failing"
         )
+    paths = params.paths
+    try:
+        verdict = judge(params, override)
+    except PipelineError:
+        paths.verdict.unlink(missing_ok=True)
+        raise
+    write_json_atomic(paths.verdict, verdict.model_dump(mode="json"))
+    log.info("gate: blessed=%s, %d failing checks", verdict.blessed, len(verdict.failures))
+    return verdict
+
+
+def judge(params: Params, override: str | None) -> Verdict:
     paths = params.paths
     metadata = read_metadata(paths.model_metadata)
     metrics = read_metrics(paths.metrics)
@@ -94,10 +110,7 @@ def gate(params: Params, override: str | None = None) -> Verdict:
         *fairness_checks(summary, params.gate),
         *change_checks(metrics, baseline, params.gate, paths.baseline_dir / BASELINE_METRICS),
     ]
-    verdict = decide(checks, override, metadata, metrics, params, baseline, _input_digests(params))
-    write_json_atomic(paths.verdict, verdict.model_dump(mode="json"))
-    log.info("gate: blessed=%s, %d failing checks", verdict.blessed, len(verdict.failures))
-    return verdict
+    return decide(checks, override, metadata, metrics, params, baseline, _input_digests(params))
 
 
 def decide(

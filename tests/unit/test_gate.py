@@ -109,6 +109,7 @@ def test_a_missing_or_non_numeric_metric_is_an_error(
     else:
         metrics["brier"] = bad
     params = make()
+    gate(params)  # an earlier blessing, which a gate that cannot judge must not leave behind
     params.paths.metrics.write_text(json.dumps(metrics), encoding="utf-8")  # NaN as JSON's NaN
     with pytest.raises(PipelineError, match=r"metrics\.json: metric 'brier'"):
         gate(params)
