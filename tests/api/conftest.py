@@ -1,7 +1,8 @@
 """Fixtures for the service tests: a served model folder, settings pointing at it, and clients.
 
-The model is the real one the session's pipeline run trains (see the root conftest); tests that
-need a broken, tampered or unblessed variant copy it into their own temporary folder first.
+The model, the gate's verdict and the card are the real ones from the session's pipeline run
+(see the root conftest); tests that need a broken, tampered or unblessed variant copy them into
+their own temporary folder first.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from fastapi.testclient import TestClient
 from census_pipeline.api.main import create_app
 from census_pipeline.api.settings import ENV_PREFIX
 from census_pipeline.config import Params
+from census_pipeline.files import read_json
 
-from .service_samples import CARD_HTML, bless, settings_for
+from .service_samples import settings_for
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -33,14 +35,14 @@ def _no_service_environment() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def served_dir(trained_project: Params, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder with the trained model, a blessing verdict for it, and a model card."""
+def served_dir(carded_project: Params, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What a deployment holds: the model, its metadata, the gate's verdict and the card."""
     folder = tmp_path_factory.mktemp("served")
-    paths = trained_project.paths
-    shutil.copy2(paths.model_file, folder / "model.txt")
-    shutil.copy2(paths.model_metadata, folder / "model.json")
-    bless(folder)
-    (folder / "model_card.html").write_text(CARD_HTML, encoding="utf-8")
+    paths = carded_project.paths
+    for source in (paths.model_file, paths.model_metadata, paths.verdict):
+        shutil.copy2(source, folder / source.name)
+    shutil.copy2(paths.model_card_html, folder / "model_card.html")
+    assert read_json(folder / "verdict.json")["blessed"], "the session's gate refused its model"
     return folder
 
 

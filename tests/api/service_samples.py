@@ -47,8 +47,6 @@ LOW_EARNER: dict[str, Any] = {
     "native-country": "United-States",
 }
 
-CARD_HTML = "<!doctype html><html><body><h1>Model card</h1></body></html>"
-
 
 def underscored(record: dict[str, Any]) -> dict[str, Any]:
     return {key.replace("-", "_"): value for key, value in record.items()}

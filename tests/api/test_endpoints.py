@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from census_pipeline.api.main import create_app
 from census_pipeline.files import read_json, sha256_file
 
-from .service_samples import CARD_HTML, settings_for
+from .service_samples import settings_for
 
 
 def test_welcome_says_what_the_service_does_and_where_the_docs_are(client: TestClient) -> None:
@@ -62,11 +62,12 @@ def test_model_reports_version_digests_threshold_metrics_and_verdict(
     assert [c["name"] for c in info["verdict"]["checks"]] == [c["name"] for c in verdict["checks"]]
 
 
-def test_model_card_is_served_as_html(client: TestClient) -> None:
+def test_model_card_is_served_as_html(client: TestClient, served_dir: Path) -> None:
     response = client.get("/model-card")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
-    assert response.text == CARD_HTML
+    assert response.text == (served_dir / "model_card.html").read_text(encoding="utf-8")
+    assert read_json(served_dir / "model.json")["model_version"] in response.text
 
 
 def test_missing_model_card_is_a_clear_404(model_copy: Path) -> None:

@@ -7,7 +7,6 @@ with a one-line reason in its log instead of serving.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -18,7 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from api.service_samples import CARD_HTML, bless
 
 from census_pipeline.config import Params
 
@@ -34,21 +32,21 @@ def _free_port() -> int:
         return port
 
 
-def _server_env(model_dir: Path) -> dict[str, str]:
+def _server_env(model_dir: Path, card: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CENSUS_API_")}
     env["CENSUS_API_MODEL_DIR"] = str(model_dir)
-    env["CENSUS_API_MODEL_CARD_PATH"] = str(model_dir / "model_card.html")
+    env["CENSUS_API_MODEL_CARD_PATH"] = str(card)
     return env
 
 
-def _start(model_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+def _start(model_dir: Path, card: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     # The command the Procfile and the container run, with one worker.
     command = [
         sys.executable, "-m", "uvicorn", "census_pipeline.api.main:create_app", "--factory",
         "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
     ]  # fmt: skip
     with log.open("wb") as sink:
-        return subprocess.Popen(command, env=_server_env(model_dir), stdout=sink, stderr=sink)
+        return subprocess.Popen(command, env=_server_env(model_dir, card), stdout=sink, stderr=sink)
 
 
 def _wait_ready(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
@@ -76,22 +74,13 @@ def _stop(process: subprocess.Popen[bytes]) -> int:
 
 
 @pytest.fixture
-def model_dir(trained_project: Params, tmp_path: Path) -> Path:
-    folder = tmp_path / "models"
-    folder.mkdir()
-    shutil.copy2(trained_project.paths.model_file, folder / "model.txt")
-    shutil.copy2(trained_project.paths.model_metadata, folder / "model.json")
-    bless(folder)
-    (folder / "model_card.html").write_text(CARD_HTML, encoding="utf-8")
-    return folder
-
-
-@pytest.fixture
-def server(model_dir: Path, tmp_path: Path) -> Iterator[str]:
+def server(carded_project: Params, tmp_path: Path) -> Iterator[str]:
+    """The service on the session pipeline's blessed model and card (read-only)."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "server.log"
-    process = _start(model_dir, port, log)
+    paths = carded_project.paths
+    process = _start(paths.model_dir, paths.model_card_html, port, log)
     try:
         _wait_ready(process, url, log)
         yield url
@@ -132,7 +121,8 @@ def test_live_check_fails_when_nothing_answers() -> None:
 @pytest.mark.slow
 def test_server_without_a_model_exits_with_a_clear_reason(tmp_path: Path) -> None:
     log = tmp_path / "server.log"
-    process = _start(tmp_path / "no-models-here", _free_port(), log)
+    missing = tmp_path / "no-models-here"
+    process = _start(missing, missing / "model_card.html", _free_port(), log)
     try:
         code = process.wait(timeout=START_TIMEOUT_S)
     finally:
