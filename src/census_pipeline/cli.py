@@ -240,3 +240,30 @@ def predict(
     typer.echo(f"scored {rows} rows with model {predictor.metadata.model_version} -> {output_csv}")
     if unknown:
         typer.echo(f"unknown categories (scored as missing): {unknown}", err=True)
+
+
+@app.command()
+@_clear_errors
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes.", min=1)] = 1,
+    params: ParamsOption = None,
+) -> None:
+    """Serve the blessed model over HTTP (FastAPI); settings from CENSUS_API_* variables.
+
+    The model folder and card default to this project's `paths` unless CENSUS_API_MODEL_DIR /
+    CENSUS_API_MODEL_CARD_PATH say otherwise (docs/api.md). Exits non-zero when the service
+    refuses to start.
+    """
+    import os
+
+    import uvicorn
+
+    paths = _params(params).paths
+    # Through the environment, so every worker process sees the same folders.
+    os.environ.setdefault("CENSUS_API_MODEL_DIR", str(paths.model_dir))
+    os.environ.setdefault("CENSUS_API_MODEL_CARD_PATH", str(paths.model_card_html))
+    uvicorn.run(
+        "census_pipeline.api.main:create_app", factory=True, host=host, port=port, workers=workers
+    )
