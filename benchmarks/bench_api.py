@@ -2,8 +2,9 @@
 
 One uvicorn worker runs pinned to core 0, started the way the Procfile starts it, under
 tests/api/slim_python.py so only the `serve` install's modules can load (what a container has,
-so its RSS is the deployed one). wrk runs pinned to core 1. Measured, each the median of
-`--rounds` runs, alternating so drift and neighbours hit both sides of each ratio alike:
+so its RSS is the deployed one). wrk runs pinned to core 1. Every round measures everything
+below; each ratio is taken within a round from two runs back to back (so a neighbour's burst of
+work hits both sides alike) and the report gives medians over the rounds:
 
 - throughput of POST /predict vs POST /bench/bare (same app, same body validation, constant
   answer), 16 connections;
@@ -14,7 +15,7 @@ so its RSS is the deployed one). wrk runs pinned to core 1. Measured, each the m
 - the cost of uvicorn's access log: /predict throughput with CENSUS_API_ACCESS_LOG=true,
   its lines written to a file as a platform's log collector would take them.
 
-    python benchmarks/bench_api.py [--model-dir models] [--duration 10] [--rounds 3]
+    python benchmarks/bench_api.py [--model-dir models] [--duration 5] [--rounds 6]
 
 Needs `wrk` (Debian: apt-get install wrk) and `taskset`, a trained and gated model, and the
 clean test table (`make pipeline`). `--allow-unblessed` serves a model the gate has not blessed.
@@ -35,6 +36,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -81,8 +83,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--model-dir", type=Path, default=REPO / "models")
     parser.add_argument("--test-table", type=Path, default=None, help="default: params paths")
-    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=6, help="each round measures everything")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--allow-unblessed", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -204,44 +206,57 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     batch = lua_post(work / "batch.lua", json.dumps(records))
     unblessed = {"CENSUS_API_ALLOW_UNBLESSED": "true"} if args.allow_unblessed else {}
     d, c = args.duration, args.connections
-    rounds: dict[str, list[float]] = {k: [] for k in ("bare", "predict", "p50", "p99", "batch")}
-    baseline: list[float] = []
-    single: list[float] = []
+    runs: dict[str, list[float]] = defaultdict(list)
+    load_before = _loadavg()
     with server(args.model_dir, unblessed, work / "server.log") as (url, pid):
         wrk(f"{url}/predict", one, c, 2)  # warm-up
-        for _ in range(args.rounds):
-            rounds["bare"].append(wrk(f"{url}/bench/bare", one, c, d).requests_per_s)
-            rounds["predict"].append(wrk(f"{url}/predict", one, c, d).requests_per_s)
+        for i in range(args.rounds):
+            # Each ratio is taken within a round, its two sides run back to back (in
+            # alternating order), so a neighbour's burst of work hits both sides alike.
+            pair = [("bare", "/bench/bare"), ("predict", "/predict")]
+            for name, path in pair if i % 2 == 0 else pair[::-1]:
+                runs[name].append(wrk(f"{url}{path}", one, c, d).requests_per_s)
+            runs["throughput_ratio"].append(runs["predict"][-1] / runs["bare"][-1])
             latency = wrk(f"{url}/predict", one, 1, d).latency_ms
-            rounds["p50"].append(latency["50%"])
-            rounds["p99"].append(latency["99%"])
-            rounds["batch"].append(wrk(f"{url}/predict/batch", batch, 1, d).requests_per_s)
+            runs["p50_ms"].append(latency["50%"])
+            runs["p99_ms"].append(latency["99%"])
+            runs["batch"].append(
+                wrk(f"{url}/predict/batch", batch, 1, d).requests_per_s * BATCH_SIZE
+            )
             timing = in_process(args.model_dir, records_file, d / 2)
-            baseline.append(BATCH_SIZE / timing["batch_s"])
-            single.append(timing["single_s"] * 1e6)
+            runs["in_process"].append(BATCH_SIZE / timing["batch_s"])
+            runs["batch_ratio"].append(runs["batch"][-1] / runs["in_process"][-1])
+            runs["single_us"].append(timing["single_s"] * 1e6)
         memory = memory_mb(pid)
     logged = {"CENSUS_API_ACCESS_LOG": "true", **unblessed}
     with server(args.model_dir, logged, work / "access.log") as (url, _):
         wrk(f"{url}/predict", one, c, 2)
-        with_log = [wrk(f"{url}/predict", one, c, d).requests_per_s for _ in range(args.rounds)]
-    med = {k: statistics.median(v) for k, v in rounds.items()}
+        for _ in range(args.rounds):
+            runs["predict_with_access_log"].append(wrk(f"{url}/predict", one, c, d).requests_per_s)
+    med = {name: statistics.median(values) for name, values in runs.items()}
     return {
         "bare_rps": med["bare"],
         "predict_rps": med["predict"],
-        "throughput_ratio": med["predict"] / med["bare"],
-        "p50_ms": med["p50"],
-        "p99_ms": med["p99"],
-        "batch_records_per_s": med["batch"] * BATCH_SIZE,
-        "in_process_records_per_s": statistics.median(baseline),
-        "batch_ratio": med["batch"] * BATCH_SIZE / statistics.median(baseline),
-        "in_process_single_us": statistics.median(single),
+        "throughput_ratio": med["throughput_ratio"],
+        "p50_ms": med["p50_ms"],
+        "p99_ms": med["p99_ms"],
+        "batch_records_per_s": med["batch"],
+        "in_process_records_per_s": med["in_process"],
+        "batch_ratio": med["batch_ratio"],
+        "in_process_single_us": med["single_us"],
         "rss_mb": memory["VmRSS"],
         "peak_rss_mb": memory["VmHWM"],
-        "predict_rps_with_access_log": statistics.median(with_log),
-        "access_log_cost": 1 - statistics.median(with_log) / med["predict"],
-        "rounds": {k: [round(x, 3) for x in v] for k, v in rounds.items()},
+        "predict_rps_with_access_log": med["predict_with_access_log"],
+        "access_log_cost": 1 - med["predict_with_access_log"] / med["predict"],
+        "loadavg_before_after": [load_before, _loadavg()],
+        "runs": {name: [round(v, 3) for v in values] for name, values in runs.items()},
         "config": {"duration_s": d, "rounds": args.rounds, "connections": c},
     }
+
+
+def _loadavg() -> float:
+    """The 1-minute load average: how busy the shared machine was (2.0 = both cores)."""
+    return float(Path("/proc/loadavg").read_text(encoding="utf-8").split()[0])
 
 
 def report(results: dict[str, Any]) -> str:
@@ -264,6 +279,8 @@ def report(results: dict[str, Any]) -> str:
         ("POST /predict with access log on", f"{r['predict_rps_with_access_log']:,.0f} req/s",
          f"costs {r['access_log_cost']:.0%}", ""),
         ("Predictor.probability_one in-process", f"{r['in_process_single_us']:.0f} µs", "", ""),
+        ("load average before / after", " / ".join(f"{x:.2f}" for x in r["loadavg_before_after"]),
+         "2 cores", ""),
     ]  # fmt: skip
     lines = ["| measurement | result | ratio / bar | |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
