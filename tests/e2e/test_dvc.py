@@ -102,10 +102,12 @@ def copy_repository(target: Path) -> None:
             shutil.copy2(source, target / name)
 
 
-def project_env(data_dir: Path | None) -> dict[str, str]:
+def project_env(data_dir: Path | None, site_cache: Path) -> dict[str, str]:
+    """The caller's environment minus its CENSUS_/DVC_ settings; DVC's state kept private."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CENSUS_", "DVC_"))}
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["DVC_NO_ANALYTICS"] = "1"
+    env["DVC_SITE_CACHE_DIR"] = str(site_cache)
     if data_dir is not None:
         env["CENSUS_DATA_DIR"] = str(data_dir)
     return env
@@ -124,7 +126,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
     root = tmp_path_factory.mktemp("dvc") / "repo"
     root.mkdir()
     copy_repository(root)
-    created = Project(root, project_env(real_data_dir()))
+    created = Project(root, project_env(real_data_dir(), root.parent / "site-cache"))
     init_git(created)
     return created
 
