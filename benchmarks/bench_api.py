@@ -12,8 +12,10 @@ work hits both sides alike) and the report gives medians over the rounds:
 - POST /predict/batch with 1,000 records of the clean test table in records/s, vs
   `Predictor.predict_many` on the same records in a process pinned to the same core;
 - the server's resident memory (VmRSS, and the VmHWM peak) with the model loaded, after the load;
-- the cost of uvicorn's access log: /predict throughput with CENSUS_API_ACCESS_LOG=true,
-  its lines written to a file as a platform's log collector would take them.
+- the cost of uvicorn's access log: /predict throughput of a second server with
+  CENSUS_API_ACCESS_LOG=true, its lines written to a file as a log collector would take them;
+- how often the kernel preempted the server during each latency run (the machine is shared:
+  other work on the server's core is what makes the latency tail).
 
     python benchmarks/bench_api.py [--model-dir models] [--duration 5] [--rounds 6]
 
@@ -192,6 +194,12 @@ def in_process(model_dir: Path, records_file: Path, seconds: float) -> dict[str,
     return timings
 
 
+def involuntary_switches(pid: int) -> int:
+    """Times the kernel took the server's core away: other work on the core, the latency tail."""
+    status = Path(f"/proc/{pid}/status").read_text(encoding="utf-8")
+    return int(re.search(r"^nonvoluntary_ctxt_switches:\s+(\d+)", status, re.M).group(1))  # type: ignore[union-attr]
+
+
 def memory_mb(pid: int) -> dict[str, float]:
     status = Path(f"/proc/{pid}/status").read_text(encoding="utf-8")
     fields = dict(re.findall(r"^(VmRSS|VmHWM):\s+(\d+) kB", status, re.M))
@@ -208,16 +216,30 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     d, c = args.duration, args.connections
     runs: dict[str, list[float]] = defaultdict(list)
     load_before = _loadavg()
-    with server(args.model_dir, unblessed, work / "server.log") as (url, pid):
-        wrk(f"{url}/predict", one, c, 2)  # warm-up
+    logged = {"CENSUS_API_ACCESS_LOG": "true", **unblessed}
+    # Two servers on the same core; only the one under load uses it. The second logs every
+    # request (to a file, as a platform's log collector would take the lines).
+    with (
+        server(args.model_dir, unblessed, work / "server.log") as (url, pid),
+        server(args.model_dir, logged, work / "access.log") as (logged_url, _),
+    ):
+        for warm in (url, logged_url):
+            wrk(f"{warm}/predict", one, c, 2)
         for i in range(args.rounds):
             # Each ratio is taken within a round, its two sides run back to back (in
             # alternating order), so a neighbour's burst of work hits both sides alike.
-            pair = [("bare", "/bench/bare"), ("predict", "/predict")]
-            for name, path in pair if i % 2 == 0 else pair[::-1]:
-                runs[name].append(wrk(f"{url}{path}", one, c, d).requests_per_s)
-            runs["throughput_ratio"].append(runs["predict"][-1] / runs["bare"][-1])
+            pairs = [
+                ("bare", f"{url}/bench/bare", "predict", f"{url}/predict", "throughput_ratio"),
+                ("quiet", f"{url}/predict", "logged", f"{logged_url}/predict", "access_log_ratio"),
+            ]
+            for first, first_url, second, second_url, ratio in pairs:
+                order = [(first, first_url), (second, second_url)]
+                for name, target in order if i % 2 == 0 else order[::-1]:
+                    runs[name].append(wrk(target, one, c, d).requests_per_s)
+                runs[ratio].append(runs[second][-1] / runs[first][-1])
+            preempted = involuntary_switches(pid)
             latency = wrk(f"{url}/predict", one, 1, d).latency_ms
+            runs["preemptions"].append(involuntary_switches(pid) - preempted)
             runs["p50_ms"].append(latency["50%"])
             runs["p99_ms"].append(latency["99%"])
             runs["batch"].append(
@@ -228,11 +250,6 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             runs["batch_ratio"].append(runs["batch"][-1] / runs["in_process"][-1])
             runs["single_us"].append(timing["single_s"] * 1e6)
         memory = memory_mb(pid)
-    logged = {"CENSUS_API_ACCESS_LOG": "true", **unblessed}
-    with server(args.model_dir, logged, work / "access.log") as (url, _):
-        wrk(f"{url}/predict", one, c, 2)
-        for _ in range(args.rounds):
-            runs["predict_with_access_log"].append(wrk(f"{url}/predict", one, c, d).requests_per_s)
     med = {name: statistics.median(values) for name, values in runs.items()}
     return {
         "bare_rps": med["bare"],
@@ -240,14 +257,15 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "throughput_ratio": med["throughput_ratio"],
         "p50_ms": med["p50_ms"],
         "p99_ms": med["p99_ms"],
+        "preemptions_per_latency_run": med["preemptions"],
         "batch_records_per_s": med["batch"],
         "in_process_records_per_s": med["in_process"],
         "batch_ratio": med["batch_ratio"],
         "in_process_single_us": med["single_us"],
         "rss_mb": memory["VmRSS"],
         "peak_rss_mb": memory["VmHWM"],
-        "predict_rps_with_access_log": med["predict_with_access_log"],
-        "access_log_cost": 1 - med["predict_with_access_log"] / med["predict"],
+        "predict_rps_with_access_log": med["logged"],
+        "access_log_cost": 1 - med["access_log_ratio"],
         "loadavg_before_after": [load_before, _loadavg()],
         "runs": {name: [round(v, 3) for v in values] for name, values in runs.items()},
         "config": {"duration_s": d, "rounds": args.rounds, "connections": c},
@@ -270,6 +288,8 @@ def report(results: dict[str, Any]) -> str:
          _bar(r["p50_ms"] < BARS["p50_ms"])),
         ("POST /predict, 1 conn., p99", f"{r['p99_ms']:.2f} ms", "bar < 5 ms",
          _bar(r["p99_ms"] < BARS["p99_ms"])),
+        ("server preempted during a latency run", f"{r['preemptions_per_latency_run']:.0f} times",
+         "", ""),
         ("Predictor.predict_many in-process", f"{r['in_process_records_per_s']:,.0f} rec/s",
          "baseline", ""),
         ("POST /predict/batch (1,000 rec.), 1 conn.", f"{r['batch_records_per_s']:,.0f} rec/s",

@@ -252,18 +252,31 @@ def serve(
 ) -> None:
     """Serve the blessed model over HTTP (FastAPI); settings from CENSUS_API_* variables.
 
-    The model folder and card default to this project's `paths` unless CENSUS_API_MODEL_DIR /
-    CENSUS_API_MODEL_CARD_PATH say otherwise (docs/api.md). Exits non-zero when the service
-    refuses to start.
+    Without CENSUS_API_MODEL_DIR the model and card come from this project's `paths`
+    (docs/api.md). The model is checked before any worker starts, so a refusal exits 1 with its
+    reason whatever the worker count (uvicorn's own supervisor exits 0 when workers fail).
     """
     import os
 
     import uvicorn
+    from pydantic import ValidationError
 
-    paths = _params(params).paths
-    # Through the environment, so every worker process sees the same folders.
-    os.environ.setdefault("CENSUS_API_MODEL_DIR", str(paths.model_dir))
-    os.environ.setdefault("CENSUS_API_MODEL_CARD_PATH", str(paths.model_card_html))
+    from census_pipeline.api.loading import load_served_model
+    from census_pipeline.api.settings import Settings
+
+    if "CENSUS_API_MODEL_DIR" not in os.environ:
+        paths = _params(params).paths
+        # Through the environment, so every worker process sees the same folders.
+        os.environ["CENSUS_API_MODEL_DIR"] = str(paths.model_dir)
+        os.environ.setdefault("CENSUS_API_MODEL_CARD_PATH", str(paths.model_card_html))
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = f"CENSUS_API_{first['loc'][0]}".upper()
+        raise PipelineError(f"{name}: {first['msg']}") from None
+    if workers > 1:
+        load_served_model(settings).predictor.close()
     uvicorn.run(
         "census_pipeline.api.main:create_app", factory=True, host=host, port=port, workers=workers
     )

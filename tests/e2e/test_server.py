@@ -132,3 +132,23 @@ def test_server_without_a_model_exits_with_a_clear_reason(tmp_path: Path) -> Non
     assert code != 0
     assert "refusing to start" in output
     assert "no-models-here" in output and "CENSUS_API_MODEL_DIR" in output
+
+
+@pytest.mark.slow
+def test_cli_serve_refuses_before_starting_workers(carded_project: Params, tmp_path: Path) -> None:
+    # uvicorn's multi-worker supervisor exits 0 when its workers fail to start; the CLI checks
+    # the model first so a refusal is exit 1 with the reason, whatever the worker count.
+    folder = tmp_path / "models"
+    folder.mkdir()
+    for source in (carded_project.paths.model_file, carded_project.paths.model_metadata):
+        folder.joinpath(source.name).write_bytes(source.read_bytes())
+    command = [
+        str(Path(sys.executable).with_name("census-pipeline")), "serve", "--workers", "2",
+        "--port", str(_free_port()),
+    ]  # fmt: skip
+    env = _server_env(folder, folder / "model_card.html")
+    result = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=START_TIMEOUT_S, check=False
+    )
+    assert result.returncode == 1
+    assert "verdict.json" in result.stderr and "census-pipeline gate" in result.stderr
