@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 _CHUNK = 1 << 20
+_OUTPUT_MODE = 0o644
 
 
 def sha256_file(path: Path) -> str:
@@ -39,6 +40,8 @@ def atomic_path(target: Path) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        # mkstemp makes the file private (0600); outputs are ordinary files others must read.
+        os.chmod(tmp, _OUTPUT_MODE)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
