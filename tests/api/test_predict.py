@@ -106,3 +106,25 @@ def test_batch_over_the_limit_is_413(served_dir: Path) -> None:
 def test_bare_endpoint_validates_like_predict(client: TestClient) -> None:
     assert client.post("/bench/bare", json=HIGH_EARNER).status_code == 200
     assert client.post("/bench/bare", json={**HIGH_EARNER, "age": 7}).status_code == 422
+
+
+@pytest.mark.parametrize(("value", "expected"), [("1", True), ("yes", True), ("false", False)])
+def test_explain_flag_spellings(client: TestClient, value: str, expected: bool) -> None:
+    response = client.post("/predict", params={"explain": value}, json=LOW_EARNER)
+    assert response.status_code == 200
+    assert ("explanation" in response.json()) is expected
+
+
+def test_bad_explain_flag_is_422_naming_it(client: TestClient) -> None:
+    response = client.post("/predict/batch?explain=maybe", json=[LOW_EARNER])
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "query.explain"
+
+
+def test_openapi_documents_the_explain_flag(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in ("/predict", "/predict/batch"):
+        parameters = paths[path]["post"]["parameters"]
+        assert [(p["name"], p["in"], p["schema"]["type"]) for p in parameters] == [
+            ("explain", "query", "boolean")
+        ]

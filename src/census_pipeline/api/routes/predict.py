@@ -8,10 +8,12 @@ event loop free for other requests. Bodies are validated from the raw bytes (see
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from pydantic import TypeAdapter, ValidationError
 from pydantic_core import to_json
 
 from census_pipeline.api.body import RECORD_BODY_DOC, RECORDS, RECORDS_BODY_DOC, parse, read_record
@@ -31,9 +33,36 @@ router = APIRouter(
     },
 )
 
-ExplainQuery = Annotated[
-    bool, Query(description="Add the features that pushed the prediction most.")
-]
+_FLAG = TypeAdapter(bool)
+
+# `?explain=` is read by `_explain` below rather than declared as a FastAPI `Query` parameter:
+# FastAPI's parameter machinery cost 15-18 µs per request, nearly what the prediction costs.
+# This documents it exactly as FastAPI would have.
+_EXPLAIN_DOC: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "explain",
+            "in": "query",
+            "required": False,
+            "description": "Add the features that pushed each prediction most.",
+            "schema": {"type": "boolean", "default": False},
+        }
+    ]
+}
+
+
+def _explain(request: Request) -> bool:
+    """`?explain=` as a boolean (true/false, 1/0, yes/no, on/off); anything else is a 422."""
+    if not request.scope["query_string"]:
+        return False
+    value = request.query_params.get("explain")
+    if value is None:
+        return False
+    try:
+        return _FLAG.validate_python(value)
+    except ValidationError as exc:
+        errors = [{**e, "loc": ("query", "explain")} for e in exc.errors(include_url=False)]
+        raise RequestValidationError(errors) from None
 
 
 @router.post(
@@ -41,10 +70,11 @@ ExplainQuery = Annotated[
     response_model=Prediction,
     response_model_exclude_none=True,
     summary="Predict for one census record",
-    openapi_extra=RECORD_BODY_DOC,
+    openapi_extra={**RECORD_BODY_DOC, **_EXPLAIN_DOC},
 )
-async def predict(request: Request, explain: ExplainQuery = False) -> dict[str, Any]:
+async def predict(request: Request) -> dict[str, Any]:
     model = served_model(request)
+    explain = _explain(request)
     return model.predict_one(await read_record(request), explain=explain)
 
 
@@ -53,12 +83,11 @@ async def predict(request: Request, explain: ExplainQuery = False) -> dict[str, 
     response_model=list[Prediction],
     response_model_exclude_none=True,
     summary="Predict for a list of census records",
-    openapi_extra=RECORDS_BODY_DOC,
+    openapi_extra={**RECORDS_BODY_DOC, **_EXPLAIN_DOC},
 )
-async def predict_batch(
-    request: Request, settings: SettingsDep, explain: ExplainQuery = False
-) -> Response:
+async def predict_batch(request: Request, settings: SettingsDep) -> Response:
     model = served_model(request)
+    explain = _explain(request)
     body = await request.body()
     answer = await run_in_threadpool(_score_batch, model, body, settings.max_batch_size, explain)
     return Response(answer, media_type="application/json")
