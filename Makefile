@@ -26,7 +26,7 @@ pipeline: setup
 
 # Serve the blessed model from models/ (the service refuses an unblessed or tampered one).
 serve: setup
-	$(BIN)/uvicorn census_pipeline.api.main:create_app --factory --host $(HOST) --port $(PORT)
+	$(BIN)/census-pipeline serve --host $(HOST) --port $(PORT)
 
 test: setup lint typecheck pytest
 
