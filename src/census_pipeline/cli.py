@@ -34,11 +34,13 @@ ParamsOption = Annotated[
 
 @app.callback()
 def _main(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Warnings and errors only.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Also log progress detail (INFO).")
+    ] = False,
 ) -> None:
     """Census Income pipeline: ingest, validate, clean, train, evaluate, audit, gate, card."""
-    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    # Warnings only by default, so a failing step's stderr is its one clear error line.
+    level = logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
