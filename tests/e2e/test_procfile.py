@@ -67,7 +67,6 @@ def served(
     carded_project: Params, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WebProcess]:
     """The Procfile's process on a free port, stopped (process group and all) afterwards."""
-    pytest.importorskip("census_pipeline.api.main")
     paths = carded_project.paths
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CENSUS_API_")}

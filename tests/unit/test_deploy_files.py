@@ -304,8 +304,6 @@ def test_fresh_serve_install_imports_the_service_without_the_training_stack(
     tmp_path: Path,
 ) -> None:
     """Build the wheel, install `[serve]` into an empty venv, import the app factory there."""
-    if not (REPO_ROOT / "src/census_pipeline/api/main.py").is_file():
-        pytest.skip("the service has not landed yet")
     project = tmp_path / "project"
     project.mkdir()
     for name in ("pyproject.toml", "README.md"):
