@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from census_pipeline.api.main import create_app
 from census_pipeline.api.settings import Settings
-from census_pipeline.files import read_json, write_json_atomic
+from census_pipeline.files import read_json, sha256_file, write_json_atomic
 
 # Clearly a high earner: capital gains that size are nearly always >50K in the census.
 HIGH_EARNER: dict[str, Any] = {
@@ -81,6 +81,7 @@ def bless(model_dir: Path, **changes: Any) -> dict[str, Any]:
             "recall": 0.69,
             "threshold": metadata["threshold"],
         },
+        "inputs": {"model_metadata": sha256_file(model_dir / "model.json")},
     }
     verdict.update(changes)
     write_json_atomic(model_dir / "verdict.json", verdict)

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from census_pipeline.api.loading import METADATA_INPUT
 from census_pipeline.api.main import StartupRefused
+from census_pipeline.files import read_json, sha256_file, write_json_atomic
 
 from .service_samples import LOW_EARNER, bless, settings_for, started_client
 
@@ -102,3 +104,56 @@ def test_override_blessing_is_served_and_logged(
     ):
         assert client.get("/model").json()["verdict"]["override"]["reason"]
     assert any("review board" in r.getMessage() for r in caplog.records)
+
+
+def _edit_metadata(folder: Path, **changes: object) -> None:
+    metadata = read_json(folder / "model.json")
+    metadata.update(changes)
+    write_json_atomic(folder / "model.json", metadata)
+
+
+def test_the_gates_verdict_records_the_metadata_digest_under_the_key_the_service_reads(
+    served_dir: Path,
+) -> None:
+    inputs = read_json(served_dir / "verdict.json")["inputs"]
+    assert inputs[METADATA_INPUT] == sha256_file(served_dir / "model.json")
+
+
+def test_edited_metadata_is_refused(model_copy: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # The real gate's verdict, untouched: only the threshold in model.json changes.
+    _edit_metadata(model_copy, threshold=0.001)
+    message = _refusal(model_copy, caplog)
+    assert "model.json was changed after the gate judged it" in message
+    assert "census-pipeline gate" in message
+
+
+def test_verdict_without_a_metadata_digest_is_not_a_blessing(
+    model_copy: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bless(model_copy, inputs={"metrics": "0" * 64})
+    message = _refusal(model_copy, caplog)
+    assert "does not record which model.json it judged" in message
+    assert "inputs.model_metadata" in message
+
+
+def test_allow_unblessed_serves_edited_metadata_as_unblessed(
+    model_copy: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _edit_metadata(model_copy, threshold=0.001)
+    with (
+        caplog.at_level(logging.WARNING, logger="census_pipeline.api"),
+        started_client(settings_for(model_copy, allow_unblessed=True)) as client,
+    ):
+        assert client.get("/ready").json()["blessed"] is False
+        info = client.get("/model").json()
+        assert info["blessed"] is False and info["threshold"] == 0.001
+    assert any("UNBLESSED" in r.getMessage() for r in caplog.records)
+
+
+def test_allow_unblessed_still_refuses_metadata_the_predictor_rejects(
+    model_copy: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # model.json naming another model file: the Predictor's own check, which no setting lifts.
+    _edit_metadata(model_copy, model_sha256="0" * 64)
+    bless(model_copy, blessed=False)
+    assert "does not match" in _refusal(model_copy, caplog, allow_unblessed=True)

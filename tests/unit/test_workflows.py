@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from census_pipeline.config import load_params
+from census_pipeline.config import Params, load_params
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = REPO_ROOT / ".github" / "workflows"
@@ -150,6 +150,11 @@ def test_cd_deploys_the_blessed_model_of_that_very_ci_run() -> None:
     assert download["with"]["run-id"] == "${{ github.event.workflow_run.id }}"
     lines = run_lines(flow)
     check = next(i for i, line in enumerate(lines) if "require_blessed.py" in line)
+    assert lines[check].split()[-3:] == [
+        "models/verdict.json",
+        "models/model.txt",
+        "models/model.json",
+    ]
     build = next(i for i, line in enumerate(lines) if line.startswith("docker build"))
     assert check < build
 
@@ -172,6 +177,9 @@ def test_secrets_come_from_the_secret_store_and_are_documented() -> None:
 
 
 # --- the scripts the workflows run -------------------------------------------------------------
+
+
+METADATA_BYTES = b'{"threshold": 0.41}'
 
 
 def _verdict(blessed: bool, model_sha256: str) -> dict[str, Any]:
@@ -200,20 +208,22 @@ def _verdict(blessed: bool, model_sha256: str) -> dict[str, Any]:
                 "reason": "Female | Male FPR ratio 0.3 is outside [0.8, 1.25].",
             },
         ],
+        "inputs": {"model_metadata": hashlib.sha256(METADATA_BYTES).hexdigest()},
     }
 
 
 def _require_blessed(tmp_path: Path, verdict: dict[str, Any]) -> subprocess.CompletedProcess[str]:
-    model = tmp_path / "model.txt"
+    model, metadata = tmp_path / "model.txt", tmp_path / "model.json"
     (tmp_path / "verdict.json").write_text(json.dumps(verdict), encoding="utf-8")
     script = str(SCRIPTS / "require_blessed.py")
-    argv = [sys.executable, "-I", script, str(tmp_path / "verdict.json"), str(model)]
+    argv = [sys.executable, "-I", script, str(tmp_path / "verdict.json"), str(model), str(metadata)]
     return subprocess.run(argv, capture_output=True, text=True, check=False)
 
 
 @pytest.fixture
 def model_digest(tmp_path: Path) -> str:
     (tmp_path / "model.txt").write_bytes(b"tree\nversion=v4\n")
+    (tmp_path / "model.json").write_bytes(METADATA_BYTES)
     return hashlib.sha256(b"tree\nversion=v4\n").hexdigest()
 
 
@@ -235,6 +245,35 @@ def test_require_blessed_refuses_a_verdict_about_another_model(
     result = _require_blessed(tmp_path, _verdict(True, "0" * 64))
     assert result.returncode == 1
     assert model_digest in result.stderr
+
+
+def test_require_blessed_refuses_metadata_edited_after_the_gate(
+    tmp_path: Path, model_digest: str
+) -> None:
+    (tmp_path / "model.json").write_bytes(b'{"threshold": 0.001}')
+    result = _require_blessed(tmp_path, _verdict(True, model_digest))
+    assert result.returncode == 1
+    assert "changed after the gate" in result.stderr and "model.json" in result.stderr
+
+
+def test_require_blessed_refuses_a_verdict_that_records_no_metadata_digest(
+    tmp_path: Path, model_digest: str
+) -> None:
+    verdict = _verdict(True, model_digest)
+    del verdict["inputs"]
+    result = _require_blessed(tmp_path, verdict)
+    assert result.returncode == 1
+    assert "inputs.model_metadata" in result.stderr
+
+
+@pytest.mark.slow
+def test_require_blessed_accepts_the_real_gates_verdict(carded_project: Params) -> None:
+    paths = carded_project.paths
+    script = str(SCRIPTS / "require_blessed.py")
+    files = [paths.verdict, paths.model_file, paths.model_metadata]
+    argv = [sys.executable, "-I", script, *map(str, files)]
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
 
 
 def test_job_summary_shows_the_verdict_failures_first_and_the_metrics(tmp_path: Path) -> None:

@@ -1,8 +1,10 @@
 """Loading what the service serves, once, and refusing what it must not serve.
 
 The model comes through `Predictor` (which verifies the model file's sha256 against its
-metadata). The gate's verdict must bless that very model: a verdict for another sha256 counts as
-no blessing at all. Every failure is a `PipelineError` whose message says what to do.
+metadata). The gate's verdict must bless that very model and that very metadata: a verdict for
+another model sha256, or one whose recorded `inputs.model_metadata` digest is not the sha256 of
+the `model.json` loaded here (an edited threshold, say), counts as no blessing at all. Every
+failure is a `PipelineError` whose message says what to do.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ logger = logging.getLogger("census_pipeline.api")
 # (a test holds them equal).
 VERDICT_FILE = "verdict.json"
 METADATA_FILE = "model.json"
+# The key under which the gate's verdict records the sha256 of the metadata file it judged.
+METADATA_INPUT = "model_metadata"
 EXPLAIN_TOP = 5
 
 
@@ -85,12 +89,19 @@ class ServedModel:
 def load_served_model(settings: Settings) -> ServedModel:
     predictor = _load_predictor(settings.model_dir)
     metadata = predictor.metadata
+    metadata_sha256 = sha256_file(settings.model_dir / METADATA_FILE)
     verdict = read_verdict(settings.model_dir / VERDICT_FILE)
-    blessed = check_blessing(verdict, metadata.model_sha256, settings.allow_unblessed)
+    try:
+        blessed = check_blessing(
+            verdict, metadata.model_sha256, settings.allow_unblessed, metadata_sha256
+        )
+    except PipelineError:
+        predictor.close()
+        raise
     info = ModelInfo(
         model_version=metadata.model_version,
         model_sha256=metadata.model_sha256,
-        metadata_sha256=sha256_file(settings.model_dir / METADATA_FILE),
+        metadata_sha256=metadata_sha256,
         train_data_sha256=metadata.train_data_sha256,
         created_at=metadata.created_at,
         num_trees=metadata.num_trees,
@@ -127,9 +138,11 @@ def read_verdict(path: Path) -> GateVerdict | None:
         ) from exc
 
 
-def check_blessing(verdict: GateVerdict | None, model_sha256: str, allow_unblessed: bool) -> bool:
+def check_blessing(
+    verdict: GateVerdict | None, model_sha256: str, allow_unblessed: bool, metadata_sha256: str
+) -> bool:
     """True when blessed; an unblessed model is an error unless development allows it."""
-    problem = _blessing_problem(verdict, model_sha256)
+    problem = _blessing_problem(verdict, model_sha256, metadata_sha256)
     if problem is None:
         if verdict is not None and verdict.override is not None:
             reason = verdict.override.get("reason", "no reason recorded")
@@ -143,13 +156,26 @@ def check_blessing(verdict: GateVerdict | None, model_sha256: str, allow_unbless
     return False
 
 
-def _blessing_problem(verdict: GateVerdict | None, model_sha256: str) -> str | None:
+def _blessing_problem(
+    verdict: GateVerdict | None, model_sha256: str, metadata_sha256: str
+) -> str | None:
     if verdict is None:
         return f"no {VERDICT_FILE} beside the model: run `census-pipeline gate` first"
     if verdict.model_sha256 != model_sha256:
         return (
             f"{VERDICT_FILE} is for another model (sha256 {verdict.model_sha256[:12]}, "
             f"served model {model_sha256[:12]}): rerun `census-pipeline gate`"
+        )
+    judged = (verdict.inputs or {}).get(METADATA_INPUT)
+    if judged is None:
+        return (
+            f"{VERDICT_FILE} does not record which {METADATA_FILE} it judged "
+            f"(no inputs.{METADATA_INPUT}): rerun `census-pipeline gate`"
+        )
+    if judged != metadata_sha256:
+        return (
+            f"{METADATA_FILE} was changed after the gate judged it (sha256 {metadata_sha256[:12]}, "
+            f"judged {judged[:12]}): restore it or rerun `census-pipeline gate`"
         )
     if not verdict.blessed:
         failed = [c.name for c in verdict.checks if c.enforced and c.passed is False]

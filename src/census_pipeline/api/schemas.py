@@ -181,6 +181,10 @@ class GateVerdict(BaseModel):
         None, description="Set when a person blessed the model despite failed checks, with why."
     )
     headline_metrics: HeadlineMetrics
+    inputs: dict[str, str] | None = Field(
+        None,
+        description="sha256 of each file the gate judged; `model_metadata` is model.json's.",
+    )
 
 
 class ModelInfo(BaseModel):
