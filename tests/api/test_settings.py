@@ -9,7 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from census_pipeline.api.loading import METADATA_FILE, VERDICT_FILE
-from census_pipeline.api.settings import Settings
+from census_pipeline.api.main import create_app
+from census_pipeline.api.settings import Settings, setting_variables, unknown_variables
 from census_pipeline.config import PathsParams
 
 REPO = Path(__file__).resolve().parents[2]
@@ -65,3 +66,29 @@ def test_file_names_agree_with_the_pipeline() -> None:
     paths = PathsParams()
     assert paths.verdict.name == VERDICT_FILE
     assert paths.model_metadata.name == METADATA_FILE
+
+
+@pytest.mark.parametrize("name", ["CENSUS_API_KEY", "census_api_apikey", "CENSUS_API_MODELDIR"])
+def test_a_mistyped_variable_is_refused_with_the_valid_names(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    monkeypatch.setenv(name, "b" * 32)
+    with pytest.raises(ValidationError) as refused:
+        Settings()
+    message = str(refused.value)
+    assert f"{name}: not a setting of the service" in message
+    for valid in setting_variables():
+        assert valid in message
+    assert "CENSUS_API_API_KEY" in setting_variables()
+
+
+def test_known_variables_in_any_case_are_not_unknown() -> None:
+    environ = {"census_api_api_key": "x", "CENSUS_API_MODEL_DIR": "x", "PATH": "x", "CENSUS_X": "x"}
+    assert unknown_variables(environ) == []
+    assert unknown_variables({"CENSUS_API_KEY": "x"}) == ["CENSUS_API_KEY"]
+
+
+def test_a_mistyped_variable_stops_create_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CENSUS_API_KEY", "b" * 32)
+    with pytest.raises(ValidationError, match="CENSUS_API_KEY"):
+        create_app()

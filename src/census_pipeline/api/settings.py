@@ -2,15 +2,18 @@
 
 Containers and platforms configure the service through environment variables only, so secrets
 never sit in a file in the image. Unsafe values are refused when the settings are built, before
-the server binds a port.
+the server binds a port, and so is any `CENSUS_API_*` variable that names no setting: a mistyped
+`CENSUS_API_KEY` would otherwise leave the service open without a word.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "CENSUS_API_"
@@ -75,6 +78,16 @@ class Settings(BaseSettings):
         "a constant.",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_unknown_variables(cls, data: Any) -> Any:
+        if unknown := unknown_variables(os.environ):
+            raise ValueError(
+                f"{', '.join(unknown)}: not a setting of the service (a typo?); "
+                f"the settings are {', '.join(setting_variables())}"
+            )
+        return data
+
     @field_validator("model_dir", "model_card_path")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
@@ -93,3 +106,18 @@ class Settings(BaseSettings):
         if value is not None and len(value.get_secret_value()) < MIN_API_KEY_LENGTH:
             raise ValueError(f"must be at least {MIN_API_KEY_LENGTH} characters")
         return value
+
+
+def setting_variables() -> list[str]:
+    """Every environment variable the service reads, e.g. `CENSUS_API_MODEL_DIR`."""
+    return [f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields]
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """`CENSUS_API_*` names (any case, as the settings read them) that name no setting."""
+    known = {name.lower() for name in Settings.model_fields}
+    return sorted(
+        name
+        for name in environ
+        if name.upper().startswith(ENV_PREFIX) and name[len(ENV_PREFIX) :].lower() not in known
+    )
