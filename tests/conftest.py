@@ -99,3 +99,13 @@ def carded_project(gated_project: Params) -> Params:
 
     card(gated_project)
     return gated_project
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (for servers the tests start)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

@@ -255,16 +255,21 @@ def serve(
     """Serve the blessed model over HTTP (FastAPI); settings from CENSUS_API_* variables.
 
     Without CENSUS_API_MODEL_DIR the model and card come from this project's `paths`
-    (docs/api.md). The model is checked before any worker starts, so a refusal exits 1 with its
-    reason whatever the worker count (uvicorn's own supervisor exits 0 when workers fail).
+    (docs/api.md). The model is checked before the server starts, so a refusal exits 1 with its
+    one-line reason whatever the worker count (uvicorn alone exits 3 with a traceback for one
+    worker, 0 for several).
     """
     import os
 
     import uvicorn
     from pydantic import ValidationError
 
+    from census_pipeline.api import logs
     from census_pipeline.api.loading import load_served_model
     from census_pipeline.api.settings import Settings
+
+    # One layout for the pre-check's lines, the server's and every worker's.
+    logs.use_service_format()
 
     if "CENSUS_API_MODEL_DIR" not in os.environ:
         paths = _params(params).paths
@@ -275,10 +280,13 @@ def serve(
         settings = Settings()
     except ValidationError as exc:
         first = exc.errors()[0]
+        if not first["loc"]:  # a rule about the whole environment (an unknown variable)
+            raise PipelineError(str(first["msg"]).removeprefix("Value error, ")) from None
         name = f"CENSUS_API_{first['loc'][0]}".upper()
         raise PipelineError(f"{name}: {first['msg']}") from None
-    if workers > 1:
-        load_served_model(settings).predictor.close()
+    logs.configure(settings.log_level)
+    # Always, before uvicorn: its single worker would exit 3 with a traceback, several exit 0.
+    load_served_model(settings).predictor.close()
     uvicorn.run(
         "census_pipeline.api.main:create_app", factory=True, host=host, port=port, workers=workers
     )

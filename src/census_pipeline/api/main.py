@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import Depends, FastAPI
 
 from census_pipeline import __version__
-from census_pipeline.api import handlers
+from census_pipeline.api import handlers, logs
 from census_pipeline.api.deps import require_api_key
 from census_pipeline.api.loading import load_served_model
 from census_pipeline.api.middleware import RequestGuard
@@ -26,7 +26,7 @@ from census_pipeline.api.schemas import CensusRecord
 from census_pipeline.api.settings import Settings
 from census_pipeline.errors import PipelineError
 
-logger = logging.getLogger("census_pipeline.api")
+logger = logging.getLogger(logs.LOGGER_NAME)
 
 DESCRIPTION = """
 Predicts whether a person's income is above 50K a year from 14 census answers (UCI Adult),
@@ -44,7 +44,7 @@ class StartupRefused(RuntimeError):
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    _configure_logging(settings)
+    logs.configure(settings.log_level)
     app = FastAPI(
         title="Census income prediction",
         version=__version__,
@@ -110,15 +110,6 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
     app.state.model = None
     served.predictor.close()
-
-
-def _configure_logging(settings: Settings) -> None:
-    """Our own logger gets a handler unless the host (pytest, a platform) already set one up."""
-    logger.setLevel(settings.log_level.upper())
-    if not logger.handlers and not logging.getLogger().handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
-        logger.addHandler(handler)
 
 
 def _set_access_log(enabled: bool) -> None:
