@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from census_pipeline.api.main import create_app
@@ -77,6 +79,28 @@ def test_missing_model_card_is_a_clear_404(model_copy: Path) -> None:
         assert client.get("/ready").status_code == 200  # the card is optional
     assert response.status_code == 404
     assert "census-pipeline card" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("damage", ["folder", "not-utf-8"])
+def test_unreadable_model_card_is_a_warning_and_a_404_not_a_crash(
+    model_copy: Path, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    card = model_copy / "model_card.html"
+    card.unlink()
+    if damage == "folder":
+        card.mkdir()
+    else:
+        card.write_bytes(b"<html>\xff\xfe caf\xe9</html>")
+    with (
+        caplog.at_level(logging.WARNING, logger="census_pipeline.api"),
+        TestClient(create_app(settings_for(model_copy))) as client,
+    ):
+        assert client.get("/ready").status_code == 200
+        response = client.get("/model-card")
+    assert response.status_code == 404
+    assert "no readable model card" in response.json()["detail"]
+    (warning,) = [r.getMessage() for r in caplog.records if "model card" in r.getMessage()]
+    assert "cannot read the model card" in warning and str(card) in warning
 
 
 def test_every_json_endpoint_documents_its_response_model(client: TestClient) -> None:

@@ -185,9 +185,15 @@ def _blessing_problem(
 
 
 def read_card(path: Path) -> str | None:
-    """The card is optional: without it /model-card answers 404."""
+    """The card is optional: without a readable one /model-card answers 404 and the model is
+    served all the same (a missing file, a folder, no permission, not UTF-8)."""
     try:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         logger.warning("no model card at %s: /model-card will answer 404", path)
-        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        logger.warning(
+            "cannot read the model card at %s (%s): /model-card will answer 404", path, reason
+        )
+    return None

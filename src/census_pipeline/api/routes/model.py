@@ -22,14 +22,14 @@ async def model_info(model: ModelDep) -> ModelInfo:
     summary="The model card (HTML)",
     responses={
         200: {"content": {"text/html": {}}, "description": "The rendered model card."},
-        404: {"model": ErrorResponse, "description": "No card was generated for this model."},
+        404: {"model": ErrorResponse, "description": "No readable card for this model."},
     },
 )
 async def model_card(model: ModelDep, settings: SettingsDep) -> HTMLResponse:
     if model.card_html is None:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND,
-            f"no model card at {settings.model_card_path.name}: run `census-pipeline card` "
-            "and restart the service",
+            f"no readable model card at {settings.model_card_path.name} (the start-up log says "
+            "why): run `census-pipeline card` and restart the service",
         )
     return HTMLResponse(model.card_html)
