@@ -41,6 +41,17 @@ def test_key_is_checked_before_the_body(keyed: TestClient) -> None:
     assert keyed.post("/predict", json={"nonsense": 1}).status_code == 401
 
 
+@pytest.mark.parametrize("path", ["/predict", "/predict/batch"])
+@pytest.mark.parametrize("content_type", [None, "text/plain"])
+def test_key_is_checked_before_the_content_type(
+    keyed: TestClient, path: str, content_type: str | None
+) -> None:
+    headers = {"content-type": content_type} if content_type else {}
+    assert keyed.post(path, content=b"hello", headers=headers).status_code == 401
+    with_key = keyed.post(path, content=b"hello", headers={**headers, "X-API-Key": KEY})
+    assert with_key.status_code == 415
+
+
 def test_other_endpoints_stay_open(keyed: TestClient) -> None:
     for path in ("/", "/health", "/ready", "/model", "/model-card", "/docs", "/openapi.json"):
         assert keyed.get(path).status_code == 200, path

@@ -148,6 +148,11 @@ def small_limit_client(served_dir: Path) -> Iterator[TestClient]:
         yield client
 
 
+def test_the_size_guard_leaves_other_paths_to_routing(small_limit_client: TestClient) -> None:
+    big = b"x" * 10_000
+    _assert_clean_error(small_limit_client.post("/nope", content=big), 404)
+
+
 def test_body_over_the_limit_is_413(small_limit_client: TestClient) -> None:
     response = small_limit_client.post("/predict/batch", json=[LOW_EARNER] * 20)
     body = _assert_clean_error(response, 413)
@@ -182,4 +187,10 @@ def test_a_lying_content_length_is_refused_before_reading(small_limit_client: Te
 def test_unknown_paths_and_methods_are_4xx(client: TestClient) -> None:
     _assert_clean_error(client.get("/nope"), 404)
     _assert_clean_error(client.get("/predict"), 405)
+    # The body guard covers the prediction routes only: routing answers everything else.
+    _assert_clean_error(
+        client.post("/nope", content=b"hi", headers={"content-type": "text/plain"}), 404
+    )
+    _assert_clean_error(client.post("/health", content=b"hi"), 405)
+    _assert_clean_error(client.put("/predict", json=LOW_EARNER), 405)
     _assert_clean_error(client.post("/predict?explain=maybe", json=LOW_EARNER), 422)

@@ -13,11 +13,12 @@ from __future__ import annotations
 from types import GenericAlias
 from typing import Annotated, Any, cast
 
-from fastapi import Request
+from fastapi import HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
+from census_pipeline.api.middleware import is_json
 from census_pipeline.api.schemas import EXAMPLE_RECORD, CensusRecord
 
 
@@ -51,8 +52,20 @@ def parse(adapter: TypeAdapter[Any], body: bytes) -> Any:
         raise RequestValidationError(errors) from None
 
 
+async def read_json_body(request: Request) -> bytes:
+    """The body, when it is declared JSON (415 otherwise). Called by the routes, so after the
+    API key check; the size guard (`middleware.RequestGuard`) has run before."""
+    for key, value in request.scope["headers"]:
+        if key == b"content-type" and is_json(bytes(value)):
+            return await request.body()
+    raise HTTPException(
+        status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+        "request body must be JSON: send the header Content-Type: application/json",
+    )
+
+
 async def read_record(request: Request) -> dict[str, Any]:
-    record: dict[str, Any] = parse(RECORD, await request.body())
+    record: dict[str, Any] = parse(RECORD, await read_json_body(request))
     return record
 
 

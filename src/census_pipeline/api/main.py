@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI
+from fastapi.routing import APIRoute
 
 from census_pipeline import __version__
 from census_pipeline.api import handlers, logs
@@ -53,22 +54,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.model = None
-    _include_routers(app, settings)
+    body_routes = _include_routers(app, settings)
     _document_record_schema(app)
     handlers.install(app)
-    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes, paths=body_routes)
     return app
 
 
-def _include_routers(app: FastAPI, settings: Settings) -> None:
+def _include_routers(app: FastAPI, settings: Settings) -> list[str]:
+    """Wire the routers; answer the paths whose POST takes a body (the size guard's)."""
     # With no key configured the check is left out entirely rather than run as a no-op.
     guarded = [Depends(require_api_key)] if settings.api_key is not None else []
     app.include_router(root.router)
     app.include_router(health.router)
     app.include_router(model.router)
-    app.include_router(predict.router, dependencies=guarded)
+    with_bodies = [predict.router]
     if settings.enable_bare_endpoint:
-        app.include_router(bench.router, dependencies=guarded)
+        with_bodies.append(bench.router)
+    for router in with_bodies:
+        app.include_router(router, dependencies=guarded)
+    return [
+        route.path
+        for router in with_bodies
+        for route in router.routes
+        if isinstance(route, APIRoute) and "POST" in (route.methods or ())
+    ]
 
 
 def _document_record_schema(app: FastAPI) -> None:

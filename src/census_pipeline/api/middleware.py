@@ -1,14 +1,18 @@
-"""Request guards that run before FastAPI parses anything: body size and content type.
+"""The body-size guard, which runs before FastAPI routes or parses anything.
 
-Plain ASGI (not `BaseHTTPMiddleware`) so the per-request cost stays a few microseconds. The body
-is buffered here, up to the limit, and replayed to the app: a client cannot make the service hold
+Plain ASGI (not `BaseHTTPMiddleware`) so the per-request cost stays a few microseconds. It
+guards only the POST routes that take a body (the prediction routes): anything else goes straight
+to the app, so an unknown path is a 404 and a wrong method a 405. On those routes the body is
+buffered here, up to the limit, and replayed to the app: a client cannot make the service hold
 more than `max_body_bytes` of one request in memory, whatever its `Content-Length` claims, and a
-chunked upload is counted as it streams in.
+chunked upload is counted as it streams in. That is why 413 comes before the API key check; the
+content type (415) is checked by the routes, after the key (`body.read_json_body`).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -20,7 +24,7 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
-def _is_json(content_type: bytes | None) -> bool:
+def is_json(content_type: bytes | None) -> bool:
     if content_type is None:
         return False
     media = content_type.split(b";", 1)[0].strip().lower()
@@ -48,32 +52,26 @@ async def send_error(send: Send, status: int, detail: str) -> None:
 
 
 class RequestGuard:
-    """Refuse bodies over `max_body_bytes` (413) and bodies that are not JSON (415)."""
+    """Refuse bodies over `max_body_bytes` (413) on the POST routes in `paths`."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, paths: Collection[str]) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.paths = frozenset(paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in self.paths:
             await self.app(scope, receive, send)
             return
-        if problem := self._check_headers(scope):
-            await send_error(send, *problem)
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            await send_error(send, 413, self._too_large())
             return
         body = await self._read_body(receive)
         if body is None:
             await send_error(send, 413, self._too_large())
             return
         await self.app(scope, _replay(body, receive), send)
-
-    def _check_headers(self, scope: Scope) -> tuple[int, str] | None:
-        declared = _header(scope, b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            return 413, self._too_large()
-        if not _is_json(_header(scope, b"content-type")):
-            return 415, "request body must be JSON: send the header Content-Type: application/json"
-        return None
 
     def _too_large(self) -> str:
         return f"request body larger than the limit of {self.max_body_bytes} bytes"

@@ -16,7 +16,14 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import to_json
 
-from census_pipeline.api.body import RECORD_BODY_DOC, RECORDS, RECORDS_BODY_DOC, parse, read_record
+from census_pipeline.api.body import (
+    RECORD_BODY_DOC,
+    RECORDS,
+    RECORDS_BODY_DOC,
+    parse,
+    read_json_body,
+    read_record,
+)
 from census_pipeline.api.deps import SettingsDep, served_model
 from census_pipeline.api.loading import ServedModel
 from census_pipeline.api.schemas import ErrorResponse, Prediction
@@ -88,7 +95,7 @@ async def predict(request: Request) -> dict[str, Any]:
 async def predict_batch(request: Request, settings: SettingsDep) -> Response:
     model = served_model(request)
     explain = _explain(request)
-    body = await request.body()
+    body = await read_json_body(request)
     answer = await run_in_threadpool(_score_batch, model, body, settings.max_batch_size, explain)
     return Response(answer, media_type="application/json")
 
