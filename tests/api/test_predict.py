@@ -94,6 +94,50 @@ def test_batch_can_explain_too(client: TestClient) -> None:
     assert all(len(p["explanation"]) == 5 for p in response.json())
 
 
+def test_batch_explanations_equal_the_single_record_ones(client: TestClient) -> None:
+    records = [HIGH_EARNER, LOW_EARNER, {**LOW_EARNER, "workclass": None, "age": 60}]
+    batch = client.post("/predict/batch?explain=true", json=records).json()
+    for record, answer in zip(records, batch, strict=True):
+        single = client.post("/predict?explain=true", json=record).json()
+        assert [e["feature"] for e in answer["explanation"]] == [
+            e["feature"] for e in single["explanation"]
+        ]
+        for one, other in zip(answer["explanation"], single["explanation"], strict=True):
+            assert one["value"] == other["value"]
+            assert one["contribution"] == pytest.approx(other["contribution"], abs=1e-9)
+
+
+def test_contributions_many_is_contributions_one_per_row(predictor: Predictor) -> None:
+    records = [HIGH_EARNER, LOW_EARNER]
+    matrix = predictor.contributions_many(records)
+    assert matrix.shape == (2, len(predictor.feature_names))
+    for record, row in zip(records, matrix, strict=True):
+        single = predictor.contributions_one(record)
+        assert row.tolist() == pytest.approx([single[name] for name in predictor.feature_names])
+    assert predictor.contributions_many([]).shape == (0, len(predictor.feature_names))
+
+
+def test_an_explained_batch_makes_one_contributions_call(
+    served_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    original_many = Predictor.contributions_many
+
+    def counted_many(self: Predictor, records: Any) -> Any:
+        calls.append("many")
+        return original_many(self, records)
+
+    def no_single(self: Predictor, record: Any) -> Any:  # pragma: no cover - must not run
+        raise AssertionError("a batch must not explain record by record")
+
+    monkeypatch.setattr(Predictor, "contributions_many", counted_many)
+    monkeypatch.setattr(Predictor, "contributions_one", no_single)
+    with TestClient(create_app(settings_for(served_dir))) as client:
+        response = client.post("/predict/batch?explain=true", json=[LOW_EARNER] * 500)
+    assert response.status_code == 200
+    assert len(response.json()) == 500 and calls == ["many"]
+
+
 def test_batch_over_the_limit_is_413(served_dir: Path) -> None:
     app: FastAPI = create_app(settings_for(served_dir, max_batch_size=2))
     with TestClient(app) as client:

@@ -10,7 +10,7 @@ failure is a `PipelineError` whose message says what to do.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,9 +56,14 @@ class ServedModel:
         self, records: Sequence[dict[str, Any]], explain: bool = False
     ) -> list[dict[str, Any]]:
         probabilities = self.predictor.predict_many(records).probabilities.tolist()
+        if not explain:
+            return [self._prediction(probability, None) for probability in probabilities]
+        # One pred_contrib call for the whole batch, not one per record.
+        contributions = self.predictor.contributions_many(records).tolist()
+        names = self.predictor.feature_names
         return [
-            self._prediction(probability, self._explain(record) if explain else None)
-            for probability, record in zip(probabilities, records, strict=True)
+            self._prediction(probability, self._top(record, zip(names, row, strict=True)))
+            for probability, record, row in zip(probabilities, records, contributions, strict=True)
         ]
 
     def _prediction(
@@ -78,8 +83,13 @@ class ServedModel:
         return answer
 
     def _explain(self, record: dict[str, Any]) -> list[dict[str, Any]]:
-        contributions = self.predictor.contributions_one(record)
-        top = sorted(contributions.items(), key=lambda item: abs(item[1]), reverse=True)
+        return self._top(record, self.predictor.contributions_one(record).items())
+
+    @staticmethod
+    def _top(
+        record: dict[str, Any], contributions: Iterable[tuple[str, float]]
+    ) -> list[dict[str, Any]]:
+        top = sorted(contributions, key=lambda item: abs(item[1]), reverse=True)
         return [
             {"feature": name, "value": record[name], "contribution": value}
             for name, value in top[:EXPLAIN_TOP]
