@@ -15,8 +15,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from census_pipeline.errors import PipelineError
+from census_pipeline.schema import CROSS
 
 PARAMS_ENV = "CENSUS_PIPELINE_PARAMS"
+
+
+# The key, in test_predictions.parquet's key-value metadata, naming the model that scored it.
+PREDICTIONS_MODEL_KEY = "census_pipeline.model_sha256"
 
 
 class _Section(BaseModel):
@@ -100,8 +105,24 @@ class PathsParams(_Section):
         return self.reports_dir / "audit"
 
     @property
+    def audit_table(self) -> Path:
+        return self.audit_dir / "group_metrics.csv"
+
+    @property
+    def audit_summary(self) -> Path:
+        return self.audit_dir / "summary.json"
+
+    @property
+    def audit_figures_dir(self) -> Path:
+        return self.audit_dir / "figures"
+
+    @property
     def card_dir(self) -> Path:
         return self.reports_dir / "card"
+
+    @property
+    def card_figures_dir(self) -> Path:
+        return self.card_dir / "figures"
 
     @property
     def model_card_md(self) -> Path:
@@ -123,12 +144,42 @@ class DataParams(_Section):
     max_quarantine_share: float = Field(0.01, ge=0, le=1)
 
 
-# LightGBM settings the train step owns: they make two runs byte-identical, so params.yaml
-# cannot override them.
-RESERVED_LIGHTGBM_KEYS = frozenset(
-    {"objective", "seed", "deterministic", "num_threads", "force_col_wise", "force_row_wise",
-     "verbosity", "verbose", "num_iterations", "num_boost_round", "early_stopping_round"}
-)  # fmt: skip
+# LightGBM settings the train step owns: they make two runs byte-identical (or are the train
+# step's own knobs), so params.yaml cannot set them under any of LightGBM's names. Each name maps
+# to what to use instead.
+_OWNED_BY_TRAIN = {
+    "objective": ("objective", "objective_type", "app", "application", "loss"),
+    "metric": ("metric", "metrics", "metric_types"),
+    "seed": ("seed", "random_seed", "random_state"),
+    "deterministic": ("deterministic",),
+    "num_threads": ("num_threads", "num_thread", "nthread", "nthreads", "n_jobs"),
+    "force_col_wise": ("force_col_wise",),
+    "force_row_wise": ("force_row_wise",),
+    "verbosity": ("verbosity", "verbose"),
+    "num_iterations": (
+        "num_iterations", "num_iteration", "n_iter", "num_tree", "num_trees", "num_round",
+        "num_rounds", "nrounds", "num_boost_round", "n_estimators", "max_iter",
+    ),
+    "early_stopping_round": (
+        "early_stopping_round", "early_stopping_rounds", "early_stopping", "n_iter_no_change",
+    ),
+}  # fmt: skip
+_INSTEAD = {
+    "seed": "the top-level `seed`",
+    "num_threads": "train.num_threads",
+    "num_iterations": "train.max_rounds",
+    "early_stopping_round": "train.early_stopping_rounds",
+}
+RESERVED_LIGHTGBM_KEYS: dict[str, str] = {
+    alias: canonical for canonical, aliases in _OWNED_BY_TRAIN.items() for alias in aliases
+}
+
+
+def _reserved_message(section: str, key: str) -> str:
+    canonical = RESERVED_LIGHTGBM_KEYS[key]
+    alias = "" if key == canonical else f" (LightGBM's alias of {canonical!r})"
+    instead = f"; use {_INSTEAD[canonical]}" if canonical in _INSTEAD else ""
+    return f"train.{section}.{key}{alias} is set by the train step itself{instead}"
 
 
 class TrainParams(_Section):
@@ -155,9 +206,10 @@ class TrainParams(_Section):
         unknown = [f for f in self.exclude_features if f not in FEATURES]
         if unknown:
             raise ValueError(f"exclude_features: {unknown} are not features of {FEATURES}")
-        reserved = sorted(RESERVED_LIGHTGBM_KEYS & (set(self.lightgbm) | set(self.tuning_grid)))
-        if reserved:
-            raise ValueError(f"{reserved} are set by the train step itself")
+        for section, knobs in (("lightgbm", self.lightgbm), ("tuning_grid", self.tuning_grid)):
+            reserved = [k for k in knobs if k.strip().lower() in RESERVED_LIGHTGBM_KEYS]
+            if reserved:
+                raise ValueError(_reserved_message(section, reserved[0].strip().lower()))
         empty = [k for k, values in self.tuning_grid.items() if not values]
         if empty:
             raise ValueError(f"tuning_grid: {empty} list no values")
@@ -213,7 +265,7 @@ class AuditParams(_Section):
 
     @property
     def audited_attributes(self) -> tuple[str, ...]:
-        return self.attributes + tuple(" x ".join(c) for c in self.crossings)
+        return self.attributes + tuple(CROSS.join(c) for c in self.crossings)
 
     @model_validator(mode="after")
     def _every_attribute_has_a_reference(self) -> AuditParams:

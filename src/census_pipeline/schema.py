@@ -68,5 +68,8 @@ COLUMNS: Final = (
     "native-country", LABEL,
 )  # fmt: skip
 FEATURES: Final = COLUMNS[:-1]
+# Joins the features of a crossing ("race x sex") and their values ("Black x Female"): slices,
+# the audit and the card recognise an intersectional group by it.
+CROSS: Final = " x "
 CATEGORICAL: Final = tuple(c for c in FEATURES if c in CATEGORY_DOMAINS)
 NUMERIC: Final = tuple(c for c in FEATURES if c in NUMERIC_RANGES)

@@ -19,10 +19,10 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from census_pipeline.metrics import rates
+from census_pipeline.schema import CROSS
 
 SLICE_METRICS = ("precision", "recall", "f1", "fpr", "fnr")
 MISSING = "missing"
-CROSS = " x "
 
 
 @dataclass(frozen=True)
