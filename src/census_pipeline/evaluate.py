@@ -16,14 +16,22 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from census_pipeline import metrics
-from census_pipeline.config import Params
-from census_pipeline.files import atomic_path, write_json_atomic, write_text_atomic
+from census_pipeline.config import PREDICTIONS_MODEL_KEY, Params, PathsParams
+from census_pipeline.files import (
+    all_or_nothing,
+    json_bytes,
+    parquet_bytes,
+    replace_all,
+    sha256_bytes,
+)
 from census_pipeline.predict import Predictor
 from census_pipeline.schema import CATEGORICAL
 from census_pipeline.slices import SliceSettings, render_slice_output, slice_metrics
 from census_pipeline.train import labels_of, read_clean_table
 
 log = logging.getLogger(__name__)
+
+CURVES = ("roc", "pr", "calibration")
 
 
 @dataclass(frozen=True)
@@ -34,33 +42,71 @@ class EvaluateResult:
     slices_path: Path
 
 
+def outputs(paths: PathsParams) -> list[Path]:
+    """Every file evaluate writes; metrics.json last, since it names the digests of the others."""
+    return [
+        *(paths.curve(name) for name in CURVES),
+        paths.slices,
+        paths.slice_output,
+        paths.test_predictions,
+        paths.metrics,
+    ]
+
+
 def evaluate(params: Params) -> EvaluateResult:
+    """Compute every output first, then write them; after a failure none of them is left, so
+    the audit and the gate can never pair this run's files with an earlier run's."""
+    paths = params.paths
+    with all_or_nothing(outputs(paths)):
+        overall, table, files = _evaluation(params)
+        replace_all(files)
+    log.info("evaluated %s: ROC AUC %.4f", overall["model_version"], overall["roc_auc"])
+    return EvaluateResult(overall, table, paths.metrics, paths.slices)
+
+
+def _evaluation(params: Params) -> tuple[dict[str, Any], pd.DataFrame, dict[Path, bytes]]:
     paths = params.paths
     with Predictor.from_files(paths.model_file, paths.model_metadata) as predictor:
         test = read_clean_table(paths.clean_test)
         scores = predictor.predict_frame(test).probabilities
         meta = predictor.metadata
     label = labels_of(test)
-    prediction = (scores >= meta.threshold).astype(np.int64)
+    prediction = metrics.labels_at(scores, meta.threshold)
     overall = overall_metrics(label, scores, meta.threshold, meta.fbeta_beta)
-    overall.update(threshold_rule=meta.threshold_rule, model_version=meta.model_version)
-    write_json_atomic(paths.metrics, overall)
-    write_curves(params, label, scores)
-    write_predictions(paths.test_predictions, test, label, scores, prediction)
 
     settings = slice_settings(params)
     groupings = [(f,) for f in CATEGORICAL] + [tuple(c) for c in params.evaluate.crossings]
     table = slice_metrics(test, label, prediction, groupings, settings)
-    write_csv(paths.slices, table)
     heading = [
         f"Performance on slices of the official test set: model {meta.model_version}, "
         f"threshold {meta.threshold:.4f}: '>50K' at or above it; it {meta.threshold_rule}.",
         f"Overall: n={len(test)}, precision {overall['precision']:.3f}, recall "
         f"{overall['recall']:.3f}, F{meta.fbeta_beta:g} {overall['fbeta']:.3f}.",
     ]
-    write_text_atomic(paths.slice_output, render_slice_output(table, heading, settings))
-    log.info("evaluated %s: ROC AUC %.4f", meta.model_version, overall["roc_auc"])
-    return EvaluateResult(overall, table, paths.metrics, paths.slices)
+    files = curve_files(params, label, scores)
+    files[paths.slices] = csv_bytes(table)
+    files[paths.slice_output] = render_slice_output(table, heading, settings).encode("utf-8")
+    files[paths.test_predictions] = predictions_bytes(
+        test, label, scores, prediction, meta.model_sha256
+    )
+    overall.update(
+        threshold_rule=meta.threshold_rule,
+        model_version=meta.model_version,
+        model_sha256=meta.model_sha256,
+        slice_settings={
+            "confidence": settings.confidence,
+            "bootstrap_resamples": settings.resamples,
+            "min_slice_size": settings.min_size,
+            "seed": settings.seed,
+        },
+        # What this evaluation wrote besides metrics.json: the gate refuses files that differ.
+        outputs_sha256={
+            "slices": sha256_bytes(files[paths.slices]),
+            "test_predictions": sha256_bytes(files[paths.test_predictions]),
+        },
+    )
+    files[paths.metrics] = json_bytes(overall)
+    return overall, table, files
 
 
 def slice_settings(params: Params) -> SliceSettings:
@@ -75,7 +121,8 @@ def overall_metrics(
     result: dict[str, Any] = {"threshold": threshold, "fbeta_beta": beta}
     result.update(metrics.summary(label, scores, threshold, beta))
     result["n"], result["positives"] = int(result["n"]), int(result["positives"])
-    result["confusion_matrix"] = metrics.confusion(label, scores >= threshold).as_dict()
+    labels = metrics.labels_at(scores, threshold)
+    result["confusion_matrix"] = metrics.confusion(label, labels).as_dict()
     return result
 
 
@@ -86,7 +133,9 @@ def downsample(length: int, points: int) -> NDArray[np.int64]:
     return np.unique(np.linspace(0, length - 1, points).round().astype(np.int64))
 
 
-def write_curves(params: Params, label: NDArray[np.int64], scores: NDArray[np.float64]) -> None:
+def curve_files(
+    params: Params, label: NDArray[np.int64], scores: NDArray[np.float64]
+) -> dict[Path, bytes]:
     points = params.evaluate.curve_points
     fpr, tpr, roc_thresholds = metrics.roc_curve(label, scores)
     keep = downsample(fpr.size, points)
@@ -101,22 +150,21 @@ def write_curves(params: Params, label: NDArray[np.int64], scores: NDArray[np.fl
         "fraction_positive": table.fraction_positive,
         "count": table.count,
     }
-    for name, columns in (("roc", roc), ("pr", pr), ("calibration", calibration)):
-        write_csv(params.paths.curve(name), pd.DataFrame(columns))
+    curves: dict[str, dict[str, Any]] = {"roc": roc, "pr": pr, "calibration": calibration}
+    return {params.paths.curve(name): csv_bytes(pd.DataFrame(curves[name])) for name in CURVES}
 
 
-def write_predictions(
-    path: Path,
+def predictions_bytes(
     test: pd.DataFrame,
     label: NDArray[np.int64],
     scores: NDArray[np.float64],
     prediction: NDArray[np.int64],
-) -> None:
+    model_sha256: str,
+) -> bytes:
+    """The scored test table as Parquet, naming the model that scored it in its metadata."""
     scored = test.assign(label=label, score=scores, prediction=prediction)
-    with atomic_path(path) as tmp:
-        scored.to_parquet(tmp, index=False)
+    return parquet_bytes(scored, {PREDICTIONS_MODEL_KEY: model_sha256})
 
 
-def write_csv(path: Path, frame: pd.DataFrame) -> None:
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False, float_format="%.6g", na_rep="NaN")
+def csv_bytes(frame: pd.DataFrame) -> bytes:
+    return frame.to_csv(index=False, float_format="%.6g", na_rep="NaN").encode("utf-8")

@@ -16,6 +16,15 @@ FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 
 
+def labels_at(probabilities: ArrayLike, threshold: float) -> IntArray:
+    """The labelling rule: 1 (">50K") where the probability is at or above the threshold.
+
+    The one place the rule is written for evaluation and metrics; the predictor applies the same
+    comparison (`probability >= threshold`).
+    """
+    return (np.asarray(probabilities, dtype=np.float64) >= threshold).astype(np.int64)
+
+
 @dataclass(frozen=True)
 class Confusion:
     tn: int
@@ -173,17 +182,19 @@ def summary(
     """The scalar metrics of one scored set: threshold-free ones plus those at `threshold`."""
     truth = np.asarray(y_true).astype(np.int64)
     scores = np.asarray(probabilities, dtype=np.float64)
-    counts = confusion(truth, scores >= threshold)
+    counts = confusion(truth, labels_at(scores, threshold))
     at = confusion_rates(counts, beta)
     return {
         "n": float(truth.size),
         "positives": float(truth.sum()),
+        "prevalence": float(ratio(truth.sum(), truth.size)),
         "precision": at["precision"],
         "recall": at["recall"],
         "fbeta": at["fbeta"],
         "f1": at["f1"],
+        "fpr": at["fpr"],
         "accuracy": at["accuracy"],
-        "accuracy_at_half": confusion_rates(confusion(truth, scores >= 0.5))["accuracy"],
+        "accuracy_at_half": confusion_rates(confusion(truth, labels_at(scores, 0.5)))["accuracy"],
         "roc_auc": roc_auc(truth, scores),
         "pr_auc": average_precision(truth, scores),
         "log_loss": log_loss(truth, scores),
