@@ -28,15 +28,19 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
-from census_pipeline.config import FAIRNESS_PARITIES, AuditParams, Params
+from census_pipeline.config import FAIRNESS_PARITIES, PREDICTIONS_MODEL_KEY, AuditParams, Params
 from census_pipeline.errors import PipelineError
-from census_pipeline.files import sha256_file, write_bytes_atomic, write_json_atomic
+from census_pipeline.files import (
+    all_or_nothing,
+    json_bytes,
+    parquet_metadata,
+    remove_all,
+    replace_all,
+    sha256_file,
+)
+from census_pipeline.schema import CROSS
 
 log = logging.getLogger(__name__)
-
-TABLE_NAME: Final = "group_metrics.csv"
-SUMMARY_NAME: Final = "summary.json"
-FIGURES_DIR: Final = "figures"
 
 PARITY_NAMES: Final = {
     "fpr": "false positive rate",
@@ -68,17 +72,34 @@ class AuditResult:
 
 
 def audit(params: Params) -> AuditResult:
-    """Audit the test-set predictions and write the table, the summary and the figures."""
-    source = params.paths.test_predictions
-    frame = audit_frame(read_predictions(source), params.audit)
-    table = group_table(frame, params.audit)
-    summary = summarise(table, params.audit, predictions_sha256=sha256_file(source))
-    out = params.paths.audit_dir
-    write_bytes_atomic(out / TABLE_NAME, table.to_csv(index=False).encode("utf-8"))
-    write_json_atomic(out / SUMMARY_NAME, summary)
-    figures = write_disparity_figures(table, params.audit, out / FIGURES_DIR)
+    """Audit the test-set predictions and write the table, the summary and the figures.
+
+    Everything is computed before anything is written; after a failure none of the table, the
+    summary or the figures is left, so no step can read a summary beside older figures.
+    """
+    paths = params.paths
+    stale = sorted(paths.audit_figures_dir.glob("disparities_*.png"))
+    with all_or_nothing([paths.audit_table, paths.audit_summary, *stale]):
+        source = paths.test_predictions
+        digest = sha256_file(source)
+        model_sha256 = parquet_metadata(source).get(PREDICTIONS_MODEL_KEY)
+        frame = audit_frame(read_predictions(source), params.audit)
+        table = group_table(frame, params.audit)
+        figures = disparity_figures(table, params.audit, paths.audit_figures_dir)
+        summary = summarise(table, params.audit, predictions_sha256=digest)
+        summary["model_sha256"] = model_sha256
+        summary["figures"] = [p.relative_to(paths.audit_dir).as_posix() for p in figures]
+        # Figures of attributes no longer audited must not reach the card.
+        remove_all(p for p in stale if p not in figures)
+        replace_all(
+            {
+                **figures,
+                paths.audit_table: table.to_csv(index=False).encode("utf-8"),
+                paths.audit_summary: json_bytes(summary),
+            }
+        )
     log.info("audit: %d groups, %d figures", len(table), len(figures))
-    return AuditResult(out / TABLE_NAME, out / SUMMARY_NAME, figures, summary)
+    return AuditResult(paths.audit_table, paths.audit_summary, tuple(figures), summary)
 
 
 def read_predictions(path: Path) -> pd.DataFrame:
@@ -106,8 +127,8 @@ def audit_frame(predictions: pd.DataFrame, cfg: AuditParams) -> pd.DataFrame:
     for crossing in cfg.crossings:
         combined = _as_text(predictions[crossing[0]])
         for attribute in crossing[1:]:
-            combined = combined + " x " + _as_text(predictions[attribute])
-        frame[" x ".join(crossing)] = combined
+            combined = combined + CROSS + _as_text(predictions[attribute])
+        frame[CROSS.join(crossing)] = combined
     frame["score"] = predictions["prediction"].astype(int)
     frame["label_value"] = predictions["label"].astype(int)
     return frame.reset_index(drop=True)
@@ -317,17 +338,15 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def write_disparity_figures(
-    table: pd.DataFrame, cfg: AuditParams, folder: Path
-) -> tuple[Path, ...]:
+def disparity_figures(table: pd.DataFrame, cfg: AuditParams, folder: Path) -> dict[Path, bytes]:
     """One PNG per audited attribute: a panel per parity, groups against the fair band."""
-    paths = []
+    figures = {}
     for attribute in cfg.audited_attributes:
         rows = table[(table["attribute"] == attribute) & ~table["is_reference"]]
-        path = folder / f"disparities_{_slug(attribute)}.png"
-        write_bytes_atomic(path, disparity_png(rows, attribute, cfg))
-        paths.append(path)
-    return tuple(paths)
+        figures[folder / f"disparities_{_slug(attribute)}.png"] = disparity_png(
+            rows, attribute, cfg
+        )
+    return figures
 
 
 def _slug(name: str) -> str:

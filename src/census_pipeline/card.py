@@ -20,11 +20,13 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
-from census_pipeline.audit import FIGURES_DIR, SUMMARY_NAME, new_figure, png_bytes
-from census_pipeline.config import FAIRNESS_PARITIES, Params
+from census_pipeline.artifact import read_metadata
+from census_pipeline.audit import new_figure, png_bytes
+from census_pipeline.config import FAIRNESS_PARITIES, Params, PathsParams
 from census_pipeline.errors import PipelineError
-from census_pipeline.files import read_json, write_bytes_atomic, write_text_atomic
+from census_pipeline.files import all_or_nothing, read_json, remove_all, replace_all, sha256_file
 from census_pipeline.gate import read_slices
+from census_pipeline.schema import CROSS
 
 log = logging.getLogger(__name__)
 
@@ -58,48 +60,91 @@ class CardInputs:
 
 
 def card(params: Params) -> CardResult:
-    """Read the artifacts, draw the figures, render both pages and write them."""
-    inputs = read_inputs(params)
-    figures = draw_figures(inputs, params) | inputs.audit_figures
-    out = params.paths.card_dir
-    figure_paths = []
-    for name, data in figures.items():
-        write_bytes_atomic(out / "figures" / f"{name}.png", data)
-        figure_paths.append(out / "figures" / f"{name}.png")
-    context = card_context(inputs, params)
-    markdown = render_markdown(context, {n: f"figures/{n}.png" for n in figures})
-    embedded = render_markdown(context, {n: _data_uri(data) for n, data in figures.items()})
-    html = render_html(embedded, title=f"Model card: {inputs.metadata['model_version']}")
-    for text, name in ((markdown, "model_card.md"), (html, "model_card.html")):
-        refuse_placeholders(text, name)
-    write_text_atomic(params.paths.model_card_md, markdown)
-    write_text_atomic(params.paths.model_card_html, html)
+    """Read the artifacts, draw the figures, render both pages, check them, then write them.
+
+    Nothing is written until both pages passed the placeholder check; after any failure neither
+    page nor any figure of the card is left, so the service cannot serve a half-updated card.
+    """
+    paths = params.paths
+    stale = sorted(paths.card_figures_dir.glob("*.png"))
+    with all_or_nothing([paths.model_card_md, paths.model_card_html, *stale]):
+        inputs = read_inputs(params)
+        figures = draw_figures(inputs) | inputs.audit_figures
+        context = card_context(inputs)
+        folder = paths.card_figures_dir.relative_to(paths.card_dir).as_posix()
+        markdown = render_markdown(context, {n: f"{folder}/{n}.png" for n in figures})
+        embedded = render_markdown(context, {n: _data_uri(data) for n, data in figures.items()})
+        html = render_html(embedded, title=f"Model card: {inputs.metadata['model_version']}")
+        for text, path in ((markdown, paths.model_card_md), (html, paths.model_card_html)):
+            refuse_placeholders(text, path.name)
+        files = {paths.card_figures_dir / f"{name}.png": data for name, data in figures.items()}
+        remove_all(p for p in stale if p not in files)
+        replace_all(
+            {
+                **files,
+                paths.model_card_md: markdown.encode("utf-8"),
+                paths.model_card_html: html.encode("utf-8"),
+            }
+        )
     log.info("card: %d figures, %d characters of HTML", len(figures), len(html))
-    return CardResult(params.paths.model_card_md, params.paths.model_card_html, tuple(figure_paths))
+    return CardResult(paths.model_card_md, paths.model_card_html, tuple(files))
 
 
 # --- reading --------------------------------------------------------------------------------
 
+# The verdict's `inputs` entries for the files the card reads too: the card must describe
+# exactly what the gate judged.
+JUDGED: Final = ("model_metadata", "metrics", "slices", "audit_summary")
+
 
 def read_inputs(params: Params) -> CardInputs:
     paths = params.paths
-    metadata = _object(paths.model_metadata)
+    metadata = read_metadata(paths.model_metadata).model_dump(mode="json")
     verdict = _object(paths.verdict)
-    if verdict.get("model_sha256") != metadata.get("model_sha256"):
+    if verdict.get("model_sha256") != metadata["model_sha256"]:
         raise PipelineError(
             f"{paths.verdict}: judges another model than {paths.model_metadata.name}; "
             "run `census-pipeline gate` before the card"
         )
-    return CardInputs(
+    audit = _object(paths.audit_summary)
+    inputs = CardInputs(
         metrics=_object(paths.metrics),
         metadata=metadata,
         data_report=_object(paths.data_report),
-        audit=_object(paths.audit_dir / SUMMARY_NAME),
+        audit=audit,
         verdict=verdict,
         slices=read_slices(paths.slices),
         curves={name: _csv(paths.curve(name)) for name in ("roc", "pr", "calibration")},
-        audit_figures=_audit_figures(paths.audit_dir / FIGURES_DIR),
+        audit_figures=_audit_figures(audit, paths),
     )
+    check_judged_inputs(verdict, paths)
+    return inputs
+
+
+def judged_files(paths: PathsParams) -> dict[str, Path]:
+    files = {
+        "model_metadata": paths.model_metadata,
+        "metrics": paths.metrics,
+        "slices": paths.slices,
+        "audit_summary": paths.audit_summary,
+    }
+    return {key: files[key] for key in JUDGED}
+
+
+def check_judged_inputs(verdict: dict[str, Any], paths: PathsParams) -> None:
+    """Refuse files that differ from the ones the verdict judged (its recorded sha256s)."""
+    recorded = verdict.get("inputs")
+    if not isinstance(recorded, dict):
+        raise PipelineError(
+            f"{paths.verdict}: records no input digests; run `census-pipeline gate` before the card"
+        )
+    for key, path in judged_files(paths).items():
+        actual = sha256_file(path)
+        if recorded.get(key) != actual:
+            raise PipelineError(
+                f"{path}: sha256 {actual[:12]} is not the {key} the verdict judged "
+                f"({str(recorded.get(key))[:12]}); run `census-pipeline gate` before the card"
+            )
 
 
 def _object(path: Path) -> dict[str, Any]:
@@ -116,25 +161,52 @@ def _csv(path: Path) -> pd.DataFrame:
         raise PipelineError(f"{path}: not found (run `census-pipeline evaluate` first)") from exc
 
 
-def _audit_figures(folder: Path) -> dict[str, bytes]:
-    figures = {path.stem: path.read_bytes() for path in sorted(folder.glob("disparities_*.png"))}
-    if not figures:
-        raise PipelineError(f"{folder}: no disparity figures (run `census-pipeline audit` first)")
+def _audit_figures(audit: dict[str, Any], paths: PathsParams) -> dict[str, bytes]:
+    """The disparity figures the audit summary lists (never leftovers of an earlier audit)."""
+    listed = audit.get("figures")
+    if not isinstance(listed, list) or not listed:
+        raise PipelineError(
+            f"{paths.audit_summary}: lists no disparity figures (run `census-pipeline audit`)"
+        )
+    figures = {}
+    for name in listed:
+        path = paths.audit_dir / str(name)
+        try:
+            figures[path.stem] = path.read_bytes()
+        except FileNotFoundError as exc:
+            raise PipelineError(f"{path}: not found (run `census-pipeline audit`)") from exc
     return figures
 
 
 # --- figures --------------------------------------------------------------------------------
 
 
-def draw_figures(inputs: CardInputs, params: Params) -> dict[str, bytes]:
+def _metric(metrics: dict[str, Any], key: str) -> Any:
+    if key not in metrics:
+        raise PipelineError(f"metrics.json: {key!r} missing (run `census-pipeline evaluate`)")
+    return metrics[key]
+
+
+def slice_settings(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The bootstrap's confidence and resamples, as the evaluation recorded them."""
+    settings = _metric(metrics, "slice_settings")
+    for key in ("confidence", "bootstrap_resamples"):
+        if not isinstance(settings, dict) or key not in settings:
+            raise PipelineError(f"metrics.json: slice_settings.{key} missing")
+    return dict(settings)
+
+
+def draw_figures(inputs: CardInputs) -> dict[str, bytes]:
     metrics = inputs.metrics
-    cells = metrics["confusion_matrix"]
-    fpr = cells["fp"] / (cells["fp"] + cells["tn"])
+    point = (_metric(metrics, "fpr"), _metric(metrics, "recall"))
+    confidence = slice_settings(metrics)["confidence"]
     return {
-        "roc": _roc_png(inputs.curves["roc"], metrics["roc_auc"], (fpr, metrics["recall"])),
-        "pr": _pr_png(inputs.curves["pr"], metrics, metrics["positives"] / metrics["n"]),
+        "roc": _roc_png(inputs.curves["roc"], metrics["roc_auc"], point),
+        "pr": _pr_png(inputs.curves["pr"], metrics, _metric(metrics, "prevalence")),
         "calibration": _calibration_png(inputs.curves["calibration"], metrics["brier"]),
-        "slices": _slices_png(inputs.slices, params.audit.audited_attributes, metrics),
+        "slices": _slices_png(
+            inputs.slices, tuple(inputs.audit["attributes"]), metrics, confidence
+        ),
     }
 
 
@@ -179,7 +251,9 @@ def _calibration_png(table: pd.DataFrame, brier: float) -> bytes:
     return png_bytes(fig)
 
 
-def _slices_png(slices: pd.DataFrame, features: tuple[str, ...], metrics: dict[str, Any]) -> bytes:
+def _slices_png(
+    slices: pd.DataFrame, features: tuple[str, ...], metrics: dict[str, Any], confidence: float
+) -> bytes:
     """Recall and F1 with their bootstrap intervals for the audited attributes' slices."""
     rows = slices[slices["feature"].isin(features)].iloc[::-1]
     labels = [f"{r.feature}={r.value} (n={r.n})" for r in rows.itertuples()]
@@ -193,7 +267,7 @@ def _slices_png(slices: pd.DataFrame, features: tuple[str, ...], metrics: dict[s
         ax.errorbar(centre, ys, xerr=[low, high], fmt="o", color="#1c7ed6", ms=4, capsize=2)
         ax.axvline(metrics[metric], color="#c92a2a", lw=0.8, ls="--", label="overall")
         ax.set_xlim(-0.02, 1.02)
-        ax.set_title(f"{metric} with 95% bootstrap CI", fontsize=9)
+        ax.set_title(f"{metric} with {confidence:.0%} bootstrap CI", fontsize=9)
         ax.tick_params(labelsize=8)
         ax.grid(axis="x", alpha=0.3)
     axes[0].set_yticks(ys, labels)
@@ -210,7 +284,7 @@ def _data_uri(png: bytes) -> str:
 # --- the story the templates tell ------------------------------------------------------------
 
 
-def card_context(inputs: CardInputs, params: Params) -> dict[str, Any]:
+def card_context(inputs: CardInputs) -> dict[str, Any]:
     """Plain dicts and lists for the templates; no number is computed here that is not read."""
     meta = inputs.metadata
     # The policy the verdict applied, not whatever params.yaml says now.
@@ -231,9 +305,9 @@ def card_context(inputs: CardInputs, params: Params) -> dict[str, Any]:
             }
             for parity in FAIRNESS_PARITIES
         ],
-        "comparisons": _comparisons(inputs.audit, params.audit.attributes),
+        "comparisons": _comparisons(inputs.audit),
         "slices": _slice_groups(inputs.slices),
-        "crossings": [" x ".join(c) for c in params.audit.crossings],
+        "slice_settings": slice_settings(inputs.metrics),
         "small_slices": int(inputs.slices["small"].astype(str).str.lower().eq("true").sum()),
         "verdict": inputs.verdict,
         "checks": inputs.verdict["checks"],
@@ -260,10 +334,10 @@ def _split(report: dict[str, Any], split: str) -> dict[str, Any]:
     return entry
 
 
-def _comparisons(audit: dict[str, Any], attributes: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Per single attribute, each group's record on every parity, for the prose."""
+def _comparisons(audit: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per single audited attribute, each group's record on every parity, for the prose."""
     out = []
-    for attribute in attributes:
+    for attribute in (a for a in audit["attributes"] if CROSS not in a):
         groups: dict[str, dict[str, Any]] = {}
         for parity in FAIRNESS_PARITIES:
             for record in audit["parities"][parity]["groups"]:
@@ -280,7 +354,7 @@ def _slice_groups(slices: pd.DataFrame) -> list[dict[str, Any]]:
         records = rows.to_dict("records")
         for record in records:
             record["small"] = str(record["small"]).lower() == "true"
-        groups.append({"feature": feature, "rows": records})
+        groups.append({"feature": feature, "rows": records, "crossed": CROSS in str(feature)})
     return groups
 
 

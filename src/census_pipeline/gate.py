@@ -6,8 +6,10 @@ metadata, which belongs to the train step) and names the model's sha256, so the 
 whether a verdict belongs to the model it loads. A blessed model can be promoted: its metrics and
 verdict are copied to the committed baseline folder, which later gates compare against.
 
-Nothing here passes by default: a metric the policy names but the artifacts lack is an error, and
-a check that cannot run (no baseline yet) says so as `skipped` instead of vanishing.
+Nothing here passes by default: a metric the policy names but the artifacts lack is an error,
+inputs that belong to another model (or an audit of other predictions, or with another
+tolerance) are refused, an enforced parity that cannot be measured fails, and a check that cannot
+run (no baseline yet) says so as `skipped` instead of vanishing.
 """
 
 from __future__ import annotations
@@ -19,12 +21,19 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
+from census_pipeline.artifact import ModelMetadata, read_metadata
 from census_pipeline.audit import PARITY_NAMES, distance_from_parity
-from census_pipeline.config import GateParams, MetricBound, Params
+from census_pipeline.config import PREDICTIONS_MODEL_KEY, GateParams, MetricBound, Params
 from census_pipeline.errors import PipelineError
-from census_pipeline.files import read_json, sha256_file, write_bytes_atomic, write_json_atomic
+from census_pipeline.files import (
+    parquet_metadata,
+    read_json,
+    replace_all,
+    sha256_file,
+    write_json_atomic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +89,9 @@ class Verdict(BaseModel):
 def gate(params: Params, override: str | None = None) -> Verdict:
     """Judge the model, write models/verdict.json and return the verdict.
 
-    When the judging itself fails (a missing metric, a stale audit), any earlier verdict is
-    removed: a blessing must never outlive a gate that could not run.
+    When the gate fails for any reason (a missing metric, a stale audit, a malformed file, an
+    interrupt), any earlier verdict is removed: a blessing must never outlive a gate that could
+    not run.
     """
     if override is not None and not override.strip():
         raise PipelineError(
@@ -90,10 +100,10 @@ def gate(params: Params, override: str | None = None) -> Verdict:
     paths = params.paths
     try:
         verdict = judge(params, override)
-    except PipelineError:
+        write_json_atomic(paths.verdict, verdict.model_dump(mode="json"))
+    except BaseException:
         paths.verdict.unlink(missing_ok=True)
         raise
-    write_json_atomic(paths.verdict, verdict.model_dump(mode="json"))
     log.info("gate: blessed=%s, %d failing checks", verdict.blessed, len(verdict.failures))
     return verdict
 
@@ -102,7 +112,9 @@ def judge(params: Params, override: str | None) -> Verdict:
     paths = params.paths
     metadata = read_metadata(paths.model_metadata)
     metrics = read_metrics(paths.metrics)
-    summary = read_audit_summary(paths.audit_dir / "summary.json", paths.test_predictions)
+    check_evaluation_identity(metrics, metadata, params)
+    summary = read_audit_summary(paths.audit_summary, paths.test_predictions, metadata)
+    check_audit_settings(summary, params)
     baseline = read_baseline(paths.baseline_dir)
     checks = [
         *overall_checks(metrics, params.gate, paths.metrics),
@@ -110,17 +122,17 @@ def judge(params: Params, override: str | None) -> Verdict:
         *fairness_checks(summary, params.gate),
         *change_checks(metrics, baseline, params.gate, paths.baseline_dir / BASELINE_METRICS),
     ]
-    return decide(checks, override, metadata, metrics, params, baseline, _input_digests(params))
+    return decide(checks, override, metadata, metrics, summary, params, baseline)
 
 
 def decide(
     checks: list[Check],
     override: str | None,
-    metadata: dict[str, Any],
+    metadata: ModelMetadata,
     metrics: dict[str, Any],
+    summary: AuditSummary,
     params: Params,
     baseline: dict[str, Any] | None,
-    inputs: dict[str, str],
 ) -> Verdict:
     """Blessed when no enforced check failed, or when a reason to ship anyway was given."""
     failed = [c.name for c in checks if c.enforced and c.status == "failed"]
@@ -129,36 +141,27 @@ def decide(
         recorded = Override(reason=override.strip(), failed_checks=failed)
     return Verdict(
         blessed=not failed or recorded is not None,
-        model_version=str(metadata["model_version"]),
-        model_sha256=str(metadata["model_sha256"]),
+        model_version=metadata.model_version,
+        model_sha256=metadata.model_sha256,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         checks=checks,
         override=recorded,
-        policy=policy_record(params),
+        policy=policy_record(params.gate, summary),
         headline_metrics={k: float(metrics[k]) for k in HEADLINE},
         baseline=_baseline_identity(baseline),
-        inputs=inputs,
+        inputs=input_digests(params, baseline is not None),
     )
 
 
-def policy_record(params: Params) -> dict[str, Any]:
-    """What was applied, including the audit's tolerance the fairness checks rely on."""
-    audit = params.audit
+def policy_record(policy: GateParams, summary: AuditSummary) -> dict[str, Any]:
+    """What was applied, including the tolerance the audit used (checked equal to params)."""
     return {
-        **params.gate.model_dump(mode="json"),
-        "audit": {"tau": audit.tau, "alpha": audit.alpha, "min_support": audit.min_support},
+        **policy.model_dump(mode="json"),
+        "audit": {"tau": summary.tau, "alpha": summary.alpha, "min_support": summary.min_support},
     }
 
 
 # --- reading the inputs -----------------------------------------------------------------------
-
-
-def read_metadata(path: Path) -> dict[str, Any]:
-    metadata = read_json(path)
-    for key in ("model_version", "model_sha256"):
-        if not isinstance(metadata, dict) or not isinstance(metadata.get(key), str):
-            raise PipelineError(f"{path}: field {key!r} missing or not a string")
-    return dict(metadata)
 
 
 def read_metrics(path: Path) -> dict[str, Any]:
@@ -178,6 +181,45 @@ def metric_value(metrics: dict[str, Any], name: str, source: Path) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise PipelineError(f"{source}: metric {name!r} is {value!r}, expected a finite number")
     return float(value)
+
+
+def check_evaluation_identity(
+    metrics: dict[str, Any], metadata: ModelMetadata, params: Params
+) -> None:
+    """The evaluation outputs must all come from one evaluation of the model being judged.
+
+    metrics.json names the model it evaluated and the digests of the slices table and the
+    predictions it wrote beside it; the predictions file names its model in its own metadata.
+    """
+    paths = params.paths
+    rerun = "run `census-pipeline evaluate`"
+    model = metadata.model_sha256
+    evaluated = metrics.get("model_sha256")
+    if evaluated != model:
+        raise PipelineError(
+            f"{paths.metrics}: evaluates model {_short(evaluated)}, not the current "
+            f"{model[:12]} of {paths.model_metadata.name}; {rerun}"
+        )
+    written = metrics.get("outputs_sha256")
+    if not isinstance(written, dict):
+        raise PipelineError(f"{paths.metrics}: no 'outputs_sha256' record; {rerun}")
+    for key, path in (("slices", paths.slices), ("test_predictions", paths.test_predictions)):
+        if not path.is_file():
+            raise PipelineError(f"{path}: not found; {rerun}")
+        if written.get(key) != sha256_file(path):
+            raise PipelineError(
+                f"{path}: not the file the evaluation in {paths.metrics.name} wrote; {rerun}"
+            )
+    scored_by = parquet_metadata(paths.test_predictions).get(PREDICTIONS_MODEL_KEY)
+    if scored_by != model:
+        raise PipelineError(
+            f"{paths.test_predictions}: scored by model {_short(scored_by)}, not the current "
+            f"{model[:12]}; {rerun}"
+        )
+
+
+def _short(digest: object) -> str:
+    return digest[:12] if isinstance(digest, str) else "(not recorded)"
 
 
 def read_slices(path: Path) -> pd.DataFrame:
@@ -201,16 +243,87 @@ def read_slices(path: Path) -> pd.DataFrame:
     return table
 
 
-def read_audit_summary(path: Path, predictions: Path) -> dict[str, Any]:
-    """The audit's summary, refused when it describes other predictions than the current ones."""
-    summary = read_json(path)
-    if not isinstance(summary, dict) or "parities" not in summary:
-        raise PipelineError(f"{path}: not an audit summary (no 'parities')")
-    if predictions.is_file() and summary.get("predictions_sha256") != sha256_file(predictions):
+class _Summary(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class GroupRecord(_Summary):
+    attribute: str
+    group: str
+    value: float | None
+    reference_value: float | None
+    disparity: float | None
+    p_holm: float | None
+    support: int
+    status: Literal["fair", "unfair", "inconclusive", "undefined"]
+
+
+class ParitySummary(_Summary):
+    groups: list[GroupRecord]
+
+
+class AuditSummary(_Summary):
+    """The fields of the audit's summary.json the gate relies on, validated before use."""
+
+    tau: float
+    band: tuple[float, float]
+    alpha: float
+    min_support: int
+    attributes: list[str]
+    reference_groups: dict[str, str]
+    predictions_sha256: str
+    model_sha256: str | None
+    parities: dict[str, ParitySummary]
+
+
+def read_audit_summary(path: Path, predictions: Path, metadata: ModelMetadata) -> AuditSummary:
+    """The audit's summary, refused when malformed or when it describes other predictions (or
+    another model) than the current ones."""
+    raw = read_json(path)
+    try:
+        summary = AuditSummary.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        raise PipelineError(
+            f"{path}: not a valid audit summary ({where}: {first['msg']}); "
+            "run `census-pipeline audit`"
+        ) from exc
+    if not predictions.is_file():
+        raise PipelineError(f"{predictions}: not found; run `census-pipeline evaluate`")
+    if summary.predictions_sha256 != sha256_file(predictions):
         raise PipelineError(
             f"{path}: audits other predictions than {predictions.name}; run `census-pipeline audit`"
         )
+    if summary.model_sha256 != metadata.model_sha256:
+        raise PipelineError(
+            f"{path}: audits model {_short(summary.model_sha256)}, not the current "
+            f"{metadata.model_sha256[:12]}; run `census-pipeline audit`"
+        )
+    missing = [a for a in summary.attributes if a not in summary.reference_groups]
+    if missing:
+        raise PipelineError(
+            f"{path}: no reference group for {missing}; run `census-pipeline audit`"
+        )
     return summary
+
+
+def check_audit_settings(summary: AuditSummary, params: Params) -> None:
+    """The verdict records the tolerance the audit applied; it must be the one params.yaml sets,
+    or the audit is stale (run before the tolerance changed)."""
+    wanted = params.audit
+    applied = {"tau": summary.tau, "alpha": summary.alpha, "min_support": summary.min_support}
+    expected = {"tau": wanted.tau, "alpha": wanted.alpha, "min_support": wanted.min_support}
+    differ = [
+        f"{key} {applied[key]} (params.yaml: {expected[key]})"
+        for key in applied
+        if applied[key] != expected[key]
+    ]
+    if differ:
+        raise PipelineError(
+            f"{params.paths.audit_summary}: stale audit: it applied {', '.join(differ)}; "
+            "run `census-pipeline audit`"
+        )
 
 
 def read_baseline(folder: Path) -> dict[str, Any] | None:
@@ -230,16 +343,26 @@ def _baseline_identity(baseline: dict[str, Any] | None) -> dict[str, Any] | None
     return {k: verdict.get(k) for k in ("model_version", "model_sha256", "created_at")}
 
 
-def _input_digests(params: Params) -> dict[str, str]:
-    """Which files were judged, so a verdict can be traced to exactly these artifacts."""
+def input_files(params: Params, with_baseline: bool) -> dict[str, Path]:
+    """Every file the gate judged, by the name the verdict's `inputs` records it under."""
     paths = params.paths
     files = {
         "metrics": paths.metrics,
         "slices": paths.slices,
-        "audit_summary": paths.audit_dir / "summary.json",
+        "audit_summary": paths.audit_summary,
         "model_metadata": paths.model_metadata,
+        "test_predictions": paths.test_predictions,
     }
-    return {name: sha256_file(path) for name, path in files.items()}
+    if with_baseline:
+        files["baseline_metrics"] = paths.baseline_dir / BASELINE_METRICS
+        if (paths.baseline_dir / BASELINE_VERDICT).is_file():
+            files["baseline_verdict"] = paths.baseline_dir / BASELINE_VERDICT
+    return files
+
+
+def input_digests(params: Params, with_baseline: bool) -> dict[str, str]:
+    """Which files were judged, so a verdict can be traced to exactly these artifacts."""
+    return {name: sha256_file(path) for name, path in input_files(params, with_baseline).items()}
 
 
 # --- the checks -------------------------------------------------------------------------------
@@ -343,64 +466,76 @@ def _slice_check(
     )
 
 
-def fairness_checks(summary: dict[str, Any], policy: GateParams) -> list[Check]:
+def fairness_checks(summary: AuditSummary, policy: GateParams) -> list[Check]:
     """One check per parity and attribute, enforced or reported as the policy says."""
-    band = summary["band"]
     checks = []
     for parity, rule in policy.fairness.items():
-        if parity not in summary["parities"]:
+        if parity not in summary.parities:
             raise PipelineError(
                 f"audit summary: parity {parity!r} missing (gate.fairness needs it)"
             )
-        groups = summary["parities"][parity]["groups"]
-        for attribute in summary["attributes"]:
-            own = [g for g in groups if g["attribute"] == attribute]
-            checks.append(_fairness_check(parity, attribute, own, band, rule.enforced, summary))
+        groups = summary.parities[parity].groups
+        for attribute in summary.attributes:
+            own = [g for g in groups if g.attribute == attribute]
+            checks.append(_fairness_check(parity, attribute, own, rule.enforced, summary))
     return checks
 
 
 def _fairness_check(
     parity: str,
     attribute: str,
-    groups: list[dict[str, Any]],
-    band: list[float],
+    groups: list[GroupRecord],
     enforced: bool,
-    summary: dict[str, Any],
+    summary: AuditSummary,
 ) -> Check:
-    unfair = [g for g in groups if g["status"] == "unfair"]
-    defined = [g for g in groups if g["disparity"] is not None]
-    worst = max(unfair or defined, key=lambda g: distance_from_parity(g["disparity"]), default=None)
-    ref = summary["reference_groups"][attribute]
+    band = summary.band
+    unfair = [g for g in groups if g.status == "unfair"]
+    defined = [g for g in groups if g.disparity is not None]
+    undefined = [g.group for g in groups if g.disparity is None]
+    worst = max(
+        unfair or defined, key=lambda g: distance_from_parity(g.disparity or 0.0), default=None
+    )
+    ref = summary.reference_groups[attribute]
     name = PARITY_NAMES[parity]
-    if unfair and worst is not None:
+    # A parity with no measurable group cannot hold: nothing was compared.
+    unmeasured = not defined
+    failed = bool(unfair) or unmeasured
+    if unmeasured:
+        why = "no group to compare" if not groups else f"{ref}'s rate is zero or undefined"
+        reason = (
+            f"No {attribute} group has a defined {name} disparity against {ref}'s ({why}), "
+            "so this parity could not be checked and does not pass."
+        )
+    elif unfair and worst is not None:
         others = f" (and {len(unfair) - 1} more)" if len(unfair) > 1 else ""
         reason = (
-            f"{worst['group']}'s {name} is {worst['disparity']:.2f}x {ref}'s, outside "
+            f"{worst.group}'s {name} is {worst.disparity:.2f}x {ref}'s, outside "
             f"[{band[0]:.2f}, {band[1]:.2f}] and significant "
-            f"(Holm p = {worst['p_holm']:.2g}){others}."
+            f"(Holm p = {worst.p_holm:.2g}){others}."
         )
     else:
         reason = f"No {attribute} group's {name} is significantly outside the band around {ref}'s"
         if worst is not None:
             reason += (
-                f"; the furthest, {worst['group']} at {worst['disparity']:.2f}x, is "
-                f"{worst['status']} (support {worst['support']})"
+                f"; the furthest, {worst.group} at {worst.disparity:.2f}x, is "
+                f"{worst.status} (support {worst.support})"
             )
         reason += "."
     return Check(
         name=f"fairness:{parity}:{attribute}",
         kind="fairness",
-        value=None if worst is None else worst["disparity"],
+        value=None if worst is None else worst.disparity,
         bound=f"disparity within [{band[0]:.2f}, {band[1]:.2f}] unless not significant",
-        passed=not unfair,
-        status="failed" if unfair else "passed",
+        passed=not failed,
+        status="failed" if failed else "passed",
         enforced=enforced,
         reason=reason,
         detail={
             "reference": ref,
-            "worst_group": None if worst is None else worst["group"],
-            "unfair": [g["group"] for g in unfair],
-            "inconclusive": [g["group"] for g in groups if g["status"] == "inconclusive"],
+            "worst_group": None if worst is None else worst.group,
+            "unfair": [g.group for g in unfair],
+            "inconclusive": [g.group for g in groups if g.status == "inconclusive"],
+            "undefined": undefined,
         },
     )
 
@@ -467,10 +602,10 @@ def promote(params: Params) -> Path:
     paths = params.paths
     verdict = read_json(paths.verdict)
     metadata = read_metadata(paths.model_metadata)
-    if verdict.get("model_sha256") != metadata["model_sha256"]:
+    if verdict.get("model_sha256") != metadata.model_sha256:
         raise PipelineError(
             f"{paths.verdict}: judges model {str(verdict.get('model_sha256'))[:12]}, not the "
-            f"current {metadata['model_sha256'][:12]}; run `census-pipeline gate` first"
+            f"current {metadata.model_sha256[:12]}; run `census-pipeline gate` first"
         )
     if verdict.get("blessed") is not True:
         raise PipelineError(f"{paths.verdict}: the model is not blessed, so it cannot be promoted")
@@ -479,6 +614,11 @@ def promote(params: Params) -> Path:
             f"{paths.metrics}: changed since the verdict; run `census-pipeline gate`"
         )
     folder = paths.baseline_dir
-    write_bytes_atomic(folder / BASELINE_METRICS, paths.metrics.read_bytes())
-    write_bytes_atomic(folder / BASELINE_VERDICT, paths.verdict.read_bytes())
+    # Both or neither: a baseline's metrics must never sit beside another model's verdict.
+    replace_all(
+        {
+            folder / BASELINE_METRICS: paths.metrics.read_bytes(),
+            folder / BASELINE_VERDICT: paths.verdict.read_bytes(),
+        }
+    )
     return folder

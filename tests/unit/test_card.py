@@ -8,8 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
-from trust_samples import GOOD_METRICS, trust_project, write_curves
+from trust_samples import GOOD_METRICS, slices_table, trust_project, write_curves, write_metrics
 
 from census_pipeline.audit import audit
 from census_pipeline.card import card, refuse_placeholders
@@ -100,7 +101,7 @@ def test_changing_a_metric_changes_the_card(make: Callable[..., Params]) -> None
 def test_card_states_the_women_vs_men_fpr_disparity(make: Callable[..., Params]) -> None:
     params = make()
     text = _text(params)
-    fpr = read_json(params.paths.audit_dir / "summary.json")["parities"]["fpr"]["groups"]
+    fpr = read_json(params.paths.audit_summary)["parities"]["fpr"]["groups"]
     women = next(g for g in fpr if g["attribute"] == "sex" and g["group"] == "Female")
     sentence = (
         f"False positive rate {women['value']:.3f} against {women['reference_value']:.3f} "
@@ -184,3 +185,94 @@ def test_a_verdict_for_another_model_is_refused(make: Callable[..., Params]) -> 
     write_json_atomic(params.paths.verdict, {**verdict, "model_sha256": "0" * 64})
     with pytest.raises(PipelineError, match="judges another model"):
         card(params)
+
+
+# --- the card describes exactly what the gate judged --------------------------------------
+
+
+@pytest.mark.parametrize("judged", ["metrics", "slices", "audit_summary", "model_metadata"])
+def test_an_input_changed_since_the_verdict_is_refused(
+    make: Callable[..., Params], judged: str
+) -> None:
+    params = make()
+    card(params)
+    path = {
+        "metrics": params.paths.metrics,
+        "slices": params.paths.slices,
+        "audit_summary": params.paths.audit_summary,
+        "model_metadata": params.paths.model_metadata,
+    }[judged]
+    if path.suffix == ".json":
+        write_json_atomic(path, {**read_json(path), "created_at": "2026-02-03T00:00:00+00:00"})
+    else:
+        path.write_text(path.read_text(encoding="utf-8") + "\n", encoding="utf-8")
+    with pytest.raises(PipelineError, match=rf"is not the {judged} the verdict judged"):
+        card(params)
+    # The earlier card is gone with its figures: nothing can pair it with the new inputs.
+    assert not params.paths.model_card_md.exists() and not params.paths.model_card_html.exists()
+    assert not list(params.paths.card_figures_dir.glob("*.png"))
+
+
+def test_a_verdict_without_input_digests_is_refused(make: Callable[..., Params]) -> None:
+    params = make()
+    verdict = read_json(params.paths.verdict)
+    del verdict["inputs"]
+    write_json_atomic(params.paths.verdict, verdict)
+    with pytest.raises(PipelineError, match="records no input digests"):
+        card(params)
+
+
+def test_a_card_refused_by_the_placeholder_guard_writes_nothing(
+    make: Callable[..., Params],
+) -> None:
+    params = make()
+    card(params)
+    write_metrics(params, {**GOOD_METRICS, "threshold_rule": "TBD"})
+    gate(params)
+    with pytest.raises(PipelineError, match="placeholder text 'TBD'"):
+        card(params)
+    assert not params.paths.model_card_md.exists() and not params.paths.model_card_html.exists()
+    assert not list(params.paths.card_figures_dir.glob("*.png"))
+
+
+def test_the_interval_level_is_the_one_evaluated(make: Callable[..., Params]) -> None:
+    settings = {"confidence": 0.9, "bootstrap_resamples": 400, "min_slice_size": 30}
+    text = _text(make(metrics={**GOOD_METRICS, "slice_settings": settings}))
+    assert "Each value is the metric with its 90% bootstrap interval (400 resamples)" in text
+    assert "95%" not in text
+
+
+def test_a_metric_the_figures_need_is_read_not_recomputed(make: Callable[..., Params]) -> None:
+    metrics = dict(GOOD_METRICS)
+    del metrics["fpr"]
+    params = make(metrics=metrics)
+    with pytest.raises(PipelineError, match="'fpr' missing"):
+        card(params)
+
+
+def test_crossed_slices_are_intersectional_whatever_the_audit_crosses(
+    make: Callable[..., Params],
+) -> None:
+    crossed = slices_table().iloc[[0]].assign(feature="education x sex", value="Bachelors x Male")
+    text = _text(make(slices=pd.concat([slices_table(), crossed], ignore_index=True)))
+    per_slice, intersectional = text.split("### Intersectional")
+    assert "**education x sex**" in intersectional.split("## Ethical considerations")[0]
+    assert "**education x sex**" not in per_slice
+    assert "**sex**" in per_slice
+
+
+def test_only_the_figures_the_audit_lists_reach_the_card(make: Callable[..., Params]) -> None:
+    params = make()
+    leftover = params.paths.audit_figures_dir / "disparities_education.png"
+    leftover.write_bytes((params.paths.audit_figures_dir / "disparities_sex.png").read_bytes())
+    card(params)
+    text = params.paths.model_card_md.read_text(encoding="utf-8")
+    assert "disparities_education" not in text
+    assert not (params.paths.card_figures_dir / "disparities_education.png").exists()
+
+
+def test_the_metrics_section_states_both_accuracies(make: Callable[..., Params]) -> None:
+    text = _text(make())
+    m = GOOD_METRICS
+    assert f"at this threshold ({m['accuracy']:.4f})" in text
+    assert f"at 0.5 ({m['accuracy_at_half']:.4f})" in text

@@ -3,20 +3,32 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from trust_samples import GOOD_METRICS, slices_table, trust_project
+from trust_samples import (
+    FAIR_ON_FDR_CELLS,
+    GOOD_METRICS,
+    frame_from_cells,
+    slices_table,
+    stamped,
+    trust_project,
+    write_metrics,
+    write_predictions,
+)
 from typer.testing import CliRunner
 
+from census_pipeline import gate as gate_module
 from census_pipeline.audit import audit
 from census_pipeline.cli import app
 from census_pipeline.config import Params
 from census_pipeline.errors import PipelineError
-from census_pipeline.files import read_json, write_json_atomic
+from census_pipeline.files import read_json, sha256_file, write_json_atomic
 from census_pipeline.gate import Check, Verdict, gate, promote
 
 
@@ -110,6 +122,7 @@ def test_a_missing_or_non_numeric_metric_is_an_error(
         metrics["brier"] = bad
     params = make()
     gate(params)  # an earlier blessing, which a gate that cannot judge must not leave behind
+    metrics = stamped(params, metrics)
     params.paths.metrics.write_text(json.dumps(metrics), encoding="utf-8")  # NaN as JSON's NaN
     with pytest.raises(PipelineError, match=r"metrics\.json: metric 'brier'"):
         gate(params)
@@ -143,12 +156,12 @@ def test_promote_then_a_drop_beyond_the_bound_fails(make: Callable[..., Params])
     gate(params)
     folder = promote(params)
     assert read_json(folder / "metrics.json")["roc_auc"] == GOOD_METRICS["roc_auc"]
-    write_json_atomic(params.paths.metrics, _with(roc_auc=GOOD_METRICS["roc_auc"] - 0.006))
+    write_metrics(params, _with(roc_auc=GOOD_METRICS["roc_auc"] - 0.006))
     verdict = gate(params)
     check = _check(verdict, "change:roc_auc")
     assert check.status == "failed" and check.value == pytest.approx(-0.006)
     assert verdict.baseline is not None and not verdict.blessed
-    write_json_atomic(params.paths.metrics, _with(roc_auc=GOOD_METRICS["roc_auc"] - 0.004))
+    write_metrics(params, _with(roc_auc=GOOD_METRICS["roc_auc"] - 0.004))
     assert _check(gate(params), "change:roc_auc").status == "passed"
 
 
@@ -156,7 +169,7 @@ def test_a_rise_of_a_lower_is_better_metric_is_bounded(make: Callable[..., Param
     params = make()
     gate(params)
     promote(params)
-    write_json_atomic(params.paths.metrics, _with(brier=GOOD_METRICS["brier"] + 0.006))
+    write_metrics(params, _with(brier=GOOD_METRICS["brier"] + 0.006))
     assert _check(gate(params), "change:brier").status == "failed"
 
 
@@ -194,9 +207,11 @@ def test_an_empty_override_reason_is_refused(good: Params, reason: str) -> None:
 
 def test_a_stale_audit_is_refused(make: Callable[..., Params]) -> None:
     params = make()
-    frame = slices_table()  # any change to the predictions file makes the audit stale
-    frame.to_parquet(params.paths.test_predictions)
-    with pytest.raises(PipelineError, match="run `census-pipeline audit`"):
+    # A new evaluation of the same model (its predictions changed), but no new audit.
+    cells = {**FAIR_ON_FDR_CELLS, ("Black", "Male"): (31, 10, 59, 10)}
+    write_predictions(params, frame_from_cells(cells))
+    write_metrics(params, GOOD_METRICS)
+    with pytest.raises(PipelineError, match=r"audits other predictions.*census-pipeline audit"):
         gate(params)
 
 
@@ -210,3 +225,152 @@ def test_cli_exit_status_follows_the_blessing(make: Callable[..., Params]) -> No
     blessed = runner.invoke(app, ["gate", "--params", yaml_path, "--override", "Known, accepted."])
     assert blessed.exit_code == 0, blessed.output
     assert runner.invoke(app, ["promote", "--params", yaml_path]).exit_code == 0
+
+
+# --- the inputs must belong to the model the gate blesses -----------------------------------
+
+
+@dataclass
+class Blessed:
+    params: Params
+
+    def refuses(self, match: str) -> None:
+        """The gate fails with `match` and leaves no verdict (the earlier blessing is gone)."""
+        with pytest.raises(PipelineError, match=match):
+            gate(self.params)
+        assert not self.params.paths.verdict.exists()
+
+
+@pytest.fixture
+def blessed(make: Callable[..., Params]) -> Blessed:
+    params = make()
+    assert gate(params).blessed
+    return Blessed(params)
+
+
+def test_verdict_records_the_digest_of_every_input(good: Params) -> None:
+    paths = good.paths
+    inputs = gate(good).inputs
+    assert inputs == {
+        "metrics": sha256_file(paths.metrics),
+        "slices": sha256_file(paths.slices),
+        "audit_summary": sha256_file(paths.audit_summary),
+        "model_metadata": sha256_file(paths.model_metadata),
+        "test_predictions": sha256_file(paths.test_predictions),
+    }
+
+
+def test_metrics_of_another_model_are_refused(blessed: Blessed) -> None:
+    paths = blessed.params.paths
+    other = {**read_json(paths.metrics), "model_sha256": "e" * 64}
+    write_json_atomic(paths.metrics, other)
+    blessed.refuses(r"evaluates model eeeeeeeeeeee, not the current")
+
+
+def test_metrics_without_a_model_identity_are_refused(blessed: Blessed) -> None:
+    paths = blessed.params.paths
+    old = read_json(paths.metrics)
+    del old["model_sha256"]
+    write_json_atomic(paths.metrics, old)
+    blessed.refuses(r"evaluates model \(not recorded\)")
+
+
+def test_slices_from_another_evaluation_are_refused(blessed: Blessed) -> None:
+    weak = {("race", "Black"): {"recall_ci_high": 0.21}}
+    slices_table(weak).to_csv(blessed.params.paths.slices, index=False)
+    blessed.refuses(r"slices\.csv: not the file the evaluation in metrics\.json wrote")
+
+
+def test_predictions_scored_by_another_model_are_refused(blessed: Blessed) -> None:
+    params = blessed.params
+    write_predictions(params, frame_from_cells(FAIR_ON_FDR_CELLS), model_sha256="d" * 64)
+    write_metrics(params, GOOD_METRICS)
+    blessed.refuses(r"scored by model dddddddddddd")
+
+
+def test_missing_predictions_are_an_error_not_a_skipped_check(blessed: Blessed) -> None:
+    blessed.params.paths.test_predictions.unlink()
+    blessed.refuses(r"test_predictions\.parquet: not found")
+
+
+def test_an_audit_of_another_model_is_refused(blessed: Blessed) -> None:
+    paths = blessed.params.paths
+    write_json_atomic(paths.audit_summary, {**read_json(paths.audit_summary), "model_sha256": None})
+    blessed.refuses(r"audits model \(not recorded\).*census-pipeline audit")
+
+
+@pytest.mark.parametrize("field", ["band", "parities", "tau", "predictions_sha256"])
+def test_a_malformed_audit_summary_removes_the_old_blessing(blessed: Blessed, field: str) -> None:
+    paths = blessed.params.paths
+    summary = read_json(paths.audit_summary)
+    del summary[field]
+    write_json_atomic(paths.audit_summary, summary)
+    blessed.refuses(rf"summary\.json: not a valid audit summary \({field}: Field required\)")
+
+
+def test_a_group_record_without_a_status_is_malformed(blessed: Blessed) -> None:
+    paths = blessed.params.paths
+    summary = read_json(paths.audit_summary)
+    del summary["parities"]["fdr"]["groups"][0]["status"]
+    write_json_atomic(paths.audit_summary, summary)
+    blessed.refuses(r"not a valid audit summary \(parities\.fdr\.groups\.0\.status")
+
+
+def test_any_failure_removes_the_old_blessing(
+    blessed: Blessed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_: object) -> list[Check]:
+        raise KeyError("band")
+
+    monkeypatch.setattr(gate_module, "fairness_checks", broken)
+    with pytest.raises(KeyError):
+        gate(blessed.params)
+    assert not blessed.params.paths.verdict.exists()
+
+
+@pytest.mark.parametrize(
+    ("knob", "value", "recorded"),
+    [("tau", 0.75, "tau 0.8 (params.yaml: 0.75)"), ("min_support", 50, "min_support 30")],
+)
+def test_an_audit_with_another_tolerance_is_stale(
+    make: Callable[..., Params], knob: str, value: float, recorded: str
+) -> None:
+    params = make(overrides={f"audit.{knob}": value})
+    with pytest.raises(PipelineError, match=rf"stale audit: it applied {re.escape(recorded)}"):
+        gate(params)
+    assert not params.paths.verdict.exists()
+
+
+def test_the_policy_records_the_tolerance_the_audit_applied(good: Params) -> None:
+    applied = read_json(good.paths.audit_summary)
+    policy = gate(good).policy["audit"]
+    assert policy == {k: applied[k] for k in ("tau", "alpha", "min_support")}
+
+
+def _undefine(params: Params, parity: str, attribute: str) -> None:
+    """Every group of `attribute` on `parity` undefined, as when the reference rate is zero."""
+    summary = read_json(params.paths.audit_summary)
+    for group in summary["parities"][parity]["groups"]:
+        if group["attribute"] == attribute:
+            group.update(disparity=None, p_value=None, p_holm=None, status="undefined")
+    write_json_atomic(params.paths.audit_summary, summary)
+
+
+def test_an_enforced_parity_with_nothing_measurable_fails(good: Params) -> None:
+    _undefine(good, "fdr", "sex")
+    verdict = gate(good)
+    check = _check(verdict, "fairness:fdr:sex")
+    assert check.enforced and check.status == "failed" and check.passed is False
+    assert check.value is None
+    assert "could not be checked" in check.reason and "Male" in check.reason
+    assert check.detail["undefined"] == ["Female"]
+    assert not verdict.blessed
+    assert "fairness:fdr:sex" in [c.name for c in verdict.failures]
+
+
+def test_a_reported_parity_with_nothing_measurable_is_not_shown_as_passed(good: Params) -> None:
+    _undefine(good, "prev", "race")
+    verdict = gate(good)
+    check = _check(verdict, "fairness:prev:race")
+    assert check.status == "failed" and not check.enforced
+    assert verdict.blessed

@@ -14,8 +14,14 @@ from typing import Any
 import pandas as pd
 from conftest import make_project
 
-from census_pipeline.config import Params
-from census_pipeline.files import sha256_bytes, write_json_atomic
+from census_pipeline.config import PREDICTIONS_MODEL_KEY, Params
+from census_pipeline.files import (
+    parquet_bytes,
+    sha256_bytes,
+    sha256_file,
+    write_bytes_atomic,
+    write_json_atomic,
+)
 
 # (race, sex, label, prediction) rows, counted by hand in test_audit.py.
 TINY_ROWS: tuple[tuple[str, str, int, int], ...] = (
@@ -48,10 +54,12 @@ GOOD_METRICS: dict[str, Any] = {
     "fbeta_beta": 1.0,
     "n": 16281,
     "positives": 3846,
+    "prevalence": 3846 / 16281,
     "precision": 0.7012,
     "recall": 0.7389,
     "fbeta": 0.7196,
     "f1": 0.7196,
+    "fpr": 1208 / (1208 + 11227),
     "accuracy": 0.8621,
     "accuracy_at_half": 0.8731,
     "roc_auc": 0.9281,
@@ -59,6 +67,7 @@ GOOD_METRICS: dict[str, Any] = {
     "log_loss": 0.2771,
     "brier": 0.0889,
     "confusion_matrix": {"tn": 11227, "fp": 1208, "fn": 1004, "tp": 2842},
+    "slice_settings": {"confidence": 0.95, "bootstrap_resamples": 1000, "min_slice_size": 30},
 }
 
 
@@ -148,17 +157,45 @@ def trust_project(
     metrics: dict[str, Any] | None = None,
     slices: pd.DataFrame | None = None,
 ) -> Params:
-    """A temp project holding crafted evaluation outputs and model metadata, with no baseline."""
+    """A temp project holding crafted evaluation outputs and model metadata, with no baseline.
+
+    The outputs carry the identity evaluate gives them: the predictions name the model, and
+    metrics.json names the model and the digests of the slices and predictions beside it."""
     params = make_project(root, overrides)
     shutil.rmtree(params.paths.baseline_dir, ignore_errors=True)
     paths = params.paths
     paths.evaluation_dir.mkdir(parents=True, exist_ok=True)
-    frame = predictions if predictions is not None else frame_from_cells(FAIR_ON_FDR_CELLS)
-    frame.to_parquet(paths.test_predictions)
-    write_json_atomic(paths.metrics, metrics if metrics is not None else GOOD_METRICS)
-    (slices if slices is not None else slices_table()).to_csv(paths.slices, index=False)
     write_json_atomic(paths.model_metadata, metadata())
+    frame = predictions if predictions is not None else frame_from_cells(FAIR_ON_FDR_CELLS)
+    write_predictions(params, frame)
+    (slices if slices is not None else slices_table()).to_csv(paths.slices, index=False)
+    write_metrics(params, metrics if metrics is not None else GOOD_METRICS)
     return params
+
+
+def write_predictions(params: Params, frame: pd.DataFrame, model_sha256: str | None = None) -> None:
+    """test_predictions.parquet as evaluate writes it, naming the model that scored it."""
+    model = model_sha256 or metadata()["model_sha256"]
+    data = parquet_bytes(frame, {PREDICTIONS_MODEL_KEY: model})
+    write_bytes_atomic(params.paths.test_predictions, data)
+
+
+def stamped(params: Params, metrics: dict[str, Any]) -> dict[str, Any]:
+    """`metrics` with the identity evaluate records: the model and the files written beside it."""
+    paths = params.paths
+    return {
+        **metrics,
+        "model_version": metadata()["model_version"],
+        "model_sha256": metadata()["model_sha256"],
+        "outputs_sha256": {
+            "slices": sha256_file(paths.slices),
+            "test_predictions": sha256_file(paths.test_predictions),
+        },
+    }
+
+
+def write_metrics(params: Params, metrics: dict[str, Any]) -> None:
+    write_json_atomic(params.paths.metrics, stamped(params, metrics))
 
 
 def data_report() -> dict[str, Any]:
