@@ -39,7 +39,8 @@ USER app
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('PORT', '8000') + '/health', timeout=4)"]
-# Shell form so $PORT (set by Heroku at run time) and $WEB_CONCURRENCY expand; exec keeps the
-# server as PID 1 so it receives SIGTERM directly. `census-pipeline serve` checks the model before
-# any worker starts: with several workers uvicorn itself would exit 0 on a refused start.
-CMD exec census-pipeline serve --host 0.0.0.0 --port "${PORT}" --workers "${WEB_CONCURRENCY}"
+# Shell form so $PORT (set by Heroku at run time) and $WEB_CONCURRENCY expand, falling back to
+# 8000 and 1 when a platform unsets or empties them; exec keeps the server as PID 1 so it
+# receives SIGTERM directly. `census-pipeline serve` checks the model before uvicorn starts and
+# exits 1 with the reason on a refusal, whatever the worker count.
+CMD exec census-pipeline serve --host 0.0.0.0 --port "${PORT:-8000}" --workers "${WEB_CONCURRENCY:-1}"

@@ -245,9 +245,30 @@ def test_runtime_runs_as_non_root_with_a_health_check_and_env_driven_command() -
     assert "urllib.request" in healthcheck and "/health" in healthcheck and "PORT" in healthcheck
     assert "curl" not in healthcheck, "slim images have no curl"
     (cmd,) = [i.arguments for i in runtime if i.keyword == "CMD"]
-    assert "${PORT}" in cmd and "${WEB_CONCURRENCY}" in cmd and cmd.startswith("exec ")
+    assert '"${PORT:-8000}"' in cmd and '"${WEB_CONCURRENCY:-1}"' in cmd
+    assert cmd.startswith("exec ")
     env = " ".join(i.arguments for i in runtime if i.keyword == "ENV")
     assert "PORT=" in env and "WEB_CONCURRENCY=" in env
+
+
+@pytest.mark.parametrize(
+    ("environment", "port", "workers"),
+    [({}, "8000", "1"), ({"PORT": "", "WEB_CONCURRENCY": ""}, "8000", "1"),
+     ({"PORT": "5123", "WEB_CONCURRENCY": "3"}, "5123", "3")],
+)  # fmt: skip
+def test_container_command_falls_back_when_the_platform_unsets_port_or_workers(
+    environment: dict[str, str], port: str, workers: str
+) -> None:
+    runtime = dockerfile_stages(REPO_ROOT / "Dockerfile")[-1]
+    (cmd,) = [i.arguments for i in runtime if i.keyword == "CMD"]
+    # Expand the command as the image's shell would, printing its argv instead of exec'ing it.
+    script = "set -- " + cmd.removeprefix("exec ") + "; printf '%s\\n' \"$@\""
+    result = subprocess.run(
+        ["/bin/sh", "-c", script], env=environment, capture_output=True, text=True, check=True
+    )
+    argv = result.stdout.splitlines()
+    assert argv[argv.index("--port") + 1] == port
+    assert argv[argv.index("--workers") + 1] == workers
 
 
 def test_runtime_has_the_openmp_library_lightgbm_links_against() -> None:
