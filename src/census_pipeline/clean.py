@@ -7,6 +7,7 @@ their full domain in `schema` order, so train and test (and the service) share o
 
 from __future__ import annotations
 
+import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ import pandas as pd
 
 from census_pipeline.config import Params
 from census_pipeline.errors import PipelineError
-from census_pipeline.files import atomic_path, read_json
+from census_pipeline.files import all_or_nothing, read_json, replace_all
 from census_pipeline.raw import RawEntry, RawTable, read_manifest, read_raw, verified_raw_path
 from census_pipeline.schema import CATEGORY_DOMAINS, COLUMNS, LABELS, NUMERIC_RANGES
 
@@ -55,17 +56,20 @@ def typed(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def clean(params: Params) -> CleanResult:
-    """Build both clean tables first, then write them, so a failure leaves no half output."""
-    try:
+    """Build both clean tables first, then write them, so a failure leaves no half output.
+
+    On any failure both tables are removed: tables from an earlier run may no longer match the
+    raw data, and a new train table beside an old test table would mislead evaluation.
+    """
+    paths = params.paths
+    with all_or_nothing([paths.clean_train, paths.clean_test]):
         tables, excluded, removed = _clean_tables(params)
-    except PipelineError:
-        # Tables from an earlier run no longer match the raw data; training on them would mislead.
-        params.paths.clean_train.unlink(missing_ok=True)
-        params.paths.clean_test.unlink(missing_ok=True)
-        raise
-    for split, path in (("train", params.paths.clean_train), ("test", params.paths.clean_test)):
-        with atomic_path(path) as tmp:
-            tables[split].to_parquet(tmp, index=False)
+        replace_all(
+            {
+                paths.clean_train: _parquet(tables["train"]),
+                paths.clean_test: _parquet(tables["test"]),
+            }
+        )
     log.info("clean: removed %d exact duplicate training rows", removed)
     return CleanResult(
         train_path=params.paths.clean_train,
@@ -75,6 +79,12 @@ def clean(params: Params) -> CleanResult:
         quarantined_excluded=excluded,
         train_duplicates_removed=removed,
     )
+
+
+def _parquet(frame: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()
 
 
 def _clean_tables(params: Params) -> tuple[dict[str, pd.DataFrame], dict[str, int], int]:

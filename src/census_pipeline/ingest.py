@@ -113,9 +113,14 @@ class FolderSource:
             if not path.is_file():
                 continue
             try:
-                return known, _verified(known, path.read_bytes())
+                data = _verified(known, path.read_bytes())
             except (SourceFailed, OSError) as exc:
                 problems.append(exc)
+                continue
+            for problem in problems:
+                # Another file here was unusable (unknown bytes, unreadable): say so.
+                log.warning("%s: skipped a file: %s", self.folder, problem)
+            return known, data
         if not problems:
             names = " or ".join(known.name for known in candidates)
             raise SourceFailed(f"no {names} in {self.folder}")

@@ -168,6 +168,27 @@ def test_local_mismatch_moves_on_with_a_warning(
     )
 
 
+def test_a_bad_census_csv_beside_a_good_adult_data_is_warned_about(
+    tmp_path: Path, real: Mapping[str, bytes], caplog: pytest.LogCaptureFixture
+) -> None:
+    tampered = real["census.csv"].replace(b"State-gov", b"State-gob", 1)
+    files = {
+        "census.csv": tampered,
+        "adult.data": real["adult.data"],
+        "adult.test": real["adult.test"],
+    }
+    source = _folder(tmp_path / "src", files)
+    params = _project(tmp_path / "project")
+    with caplog.at_level(logging.WARNING, logger="census_pipeline.ingest"):
+        entries = ingest(params, source_dir=source).entries
+    assert entries["train"].file == "adult.data" and entries["train"].source == "local-folder"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(
+        f"census.csv has sha256 {sha256_bytes(tampered)}, expected {COURSE_TRAIN.sha256}" in w
+        for w in warnings
+    ), warnings
+
+
 def test_every_source_failing_lists_what_each_said(
     tmp_path: Path, real: Mapping[str, bytes]
 ) -> None:
