@@ -1,10 +1,11 @@
 """The Procfile's `web:` command, run for real the way Heroku runs it.
 
 The command line is read from the Procfile (not restated here) and handed to `bash -c` with
-`PORT` and `WEB_CONCURRENCY` set, from a folder that is not the repository, on the model the
-session's real pipeline trained, evaluated, audited, gated and described. The server must answer
-on /health and /ready, serve that very model, and start the number of workers the environment
-asks for.
+`PORT` and `WEB_CONCURRENCY` set and no `CENSUS_API_*` variable, from the folder holding the
+session project's `params.yaml` (as a dyno runs it from the app's root): the Procfile's
+`--params params.yaml` must find the model the session's real pipeline trained, evaluated,
+audited, gated and described, and its card. The server must answer on /health and /ready, serve
+that very model and card, and start the number of workers the environment asks for.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import free_port
 
-from census_pipeline.config import Params
+from census_pipeline.config import Params, load_params
 
 pytestmark = pytest.mark.slow
 
@@ -41,11 +42,21 @@ def web_command() -> str:
     raise AssertionError("the Procfile has no web: process")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def params_folder(params: Params) -> Path:
+    """The folder of the params.yaml `params` was loaded from (its paths are relative to it)."""
+    for folder in params.paths.model_dir.parents:
+        candidate = folder / "params.yaml"
+        if candidate.is_file() and load_params(candidate).paths == params.paths:
+            return folder
+    raise AssertionError(f"no params.yaml above {params.paths.model_dir}")
+
+
+def get_text(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode("utf-8")
+    except urllib.error.HTTPError as error:
+        return error.code, ""
 
 
 def get_json(url: str) -> tuple[int, Any]:
@@ -67,22 +78,23 @@ def served(
     carded_project: Params, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WebProcess]:
     """The Procfile's process on a free port, stopped (process group and all) afterwards."""
-    paths = carded_project.paths
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CENSUS_API_")}
+    # Nothing points the service at the model: the Procfile's --params must.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.upper().startswith("CENSUS_API_") and k != "CENSUS_PIPELINE_PARAMS"
+    }
     env |= {
         "PORT": str(port),
         "WEB_CONCURRENCY": str(WORKERS),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
-        "CENSUS_API_MODEL_DIR": str(paths.model_dir),
-        "CENSUS_API_MODEL_CARD_PATH": str(paths.model_card_html),
     }
-    workdir = tmp_path_factory.mktemp("dyno")
-    log = workdir / "web.log"
+    log = tmp_path_factory.mktemp("dyno") / "web.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
             ["bash", "-c", web_command()],
-            cwd=workdir,
+            cwd=params_folder(carded_project),
             env=env,
             stdout=sink,
             stderr=subprocess.STDOUT,
@@ -130,6 +142,14 @@ def test_web_process_serves_the_model_the_pipeline_blessed(
     verdict = json.loads(carded_project.paths.verdict.read_text(encoding="utf-8"))
     assert verdict["blessed"] is True
     assert metadata["model_sha256"] in json.dumps(info)
+
+
+def test_web_process_serves_the_card_found_through_params(
+    served: WebProcess, carded_project: Params
+) -> None:
+    status, html = get_text(f"{served.url}/model-card")
+    assert status == 200
+    assert html == carded_project.paths.model_card_html.read_text(encoding="utf-8")
 
 
 def test_web_process_starts_the_workers_the_environment_asks_for(served: WebProcess) -> None:
