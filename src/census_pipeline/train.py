@@ -173,9 +173,33 @@ def train(params: Params) -> TrainResult:
     threshold, _ = metrics.best_fbeta_threshold(
         y[validation_rows], validation_scores, settings.fbeta_beta
     )
-    fields = {
-        "feature_names": features,
-        "categorical_features": categorical,
+    validation_set = (y[validation_rows], validation_scores)
+    fields = metadata_fields(
+        params, encoder, base, candidates, chosen, threshold, validation_set, len(fit_rows)
+    )
+    metadata = save_model(model_text, fields, params.paths.model_file, params.paths.model_metadata)
+    seconds = time.perf_counter() - started
+    log.info("trained %s in %.1f s", metadata.model_version, seconds)
+    return TrainResult(metadata, params.paths.model_file, params.paths.model_metadata, seconds)
+
+
+def metadata_fields(
+    params: Params,
+    encoder: FeatureEncoder,
+    base: dict[str, Any],
+    candidates: list[Candidate],
+    chosen: int,
+    threshold: float,
+    validation_set: tuple[NDArray[np.int64], NDArray[np.float64]],
+    n_fit: int,
+) -> dict[str, Any]:
+    """The metadata the train step knows (save_model adds the digest, version and dates)."""
+    settings = params.train
+    best = candidates[chosen]
+    validation_labels, validation_scores = validation_set
+    return {
+        "feature_names": list(encoder.feature_names),
+        "categorical_features": list(encoder.categories),
         "categories": encoder.categories,
         "excluded_features": list(settings.exclude_features),
         "threshold": threshold,
@@ -186,14 +210,10 @@ def train(params: Params) -> TrainResult:
         "train_data_sha256": sha256_file(params.paths.clean_train),
         "git_commit": git_commit(),
         "validation_metrics": metrics.summary(
-            y[validation_rows], validation_scores, threshold, settings.fbeta_beta
+            validation_labels, validation_scores, threshold, settings.fbeta_beta
         ),
-        "tuning": tuning_record(settings, candidates, chosen, len(fit_rows), len(validation_rows)),
+        "tuning": tuning_record(settings, candidates, chosen, n_fit, len(validation_labels)),
     }
-    metadata = save_model(model_text, fields, params.paths.model_file, params.paths.model_metadata)
-    seconds = time.perf_counter() - started
-    log.info("trained %s in %.1f s", metadata.model_version, seconds)
-    return TrainResult(metadata, params.paths.model_file, params.paths.model_metadata, seconds)
 
 
 def threshold_rule(settings: TrainParams) -> str:
