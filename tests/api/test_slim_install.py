@@ -2,19 +2,91 @@
 
 A subprocess blocks every module that only distributions outside `census-pipeline[serve]`'s
 dependency closure provide (see slim_python.py), then builds the app, starts its lifespan and
-scores a record through the ASGI interface, without any HTTP client library.
+scores a record through the ASGI interface, without any HTTP client library. The same blocker
+runs `census-pipeline --help` and `census-pipeline serve` up to the moment it would hand over to
+uvicorn: params, settings and the model pre-check.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from .service_samples import HIGH_EARNER
 
 SLIM_PYTHON = Path(__file__).with_name("slim_python.py")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+HEAVY = {"pandas", "sklearn", "dvc", "pyarrow", "matplotlib", "pandera", "aequitas"}
+
+# The CLI as its console script runs it, with uvicorn.run replaced by a report of its call.
+CLI_SCRIPT = """
+import json, sys
+
+before = set(sys.modules)
+import uvicorn
+
+def run(app, **options):
+    loaded = sorted({name.partition(".")[0] for name in set(sys.modules) - before})
+    print(json.dumps({"app": app, "options": options, "loaded": loaded}))
+
+uvicorn.run = run
+from census_pipeline.cli import app
+
+app(sys.argv[1:], prog_name="census-pipeline")
+"""
+
+
+def _slim(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(SLIM_PYTHON), "-c", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=cwd,
+    )
+
+
+@pytest.fixture
+def slim_project(served_dir: Path, tmp_path: Path) -> Path:
+    """A deployment's folder: the repository's params.yaml, the model files and the card."""
+    shutil.copy2(REPO_ROOT / "params.yaml", tmp_path / "params.yaml")
+    (tmp_path / "models").mkdir()
+    for name in ("model.txt", "model.json", "verdict.json"):
+        shutil.copy2(served_dir / name, tmp_path / "models" / name)
+    (tmp_path / "reports" / "card").mkdir(parents=True)
+    shutil.copy2(served_dir / "model_card.html", tmp_path / "reports" / "card" / "model_card.html")
+    return tmp_path
+
+
+def test_cli_help_runs_without_the_pipeline_stack() -> None:
+    result = _slim(CLI_SCRIPT, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "serve" in result.stdout and "train" in result.stdout
+
+
+def test_cli_serve_checks_the_model_without_the_pipeline_stack(slim_project: Path) -> None:
+    argv = ["serve", "--params", "params.yaml", "--port", "8123", "--workers", "2"]
+    result = _slim(CLI_SCRIPT, *argv, cwd=slim_project)
+    assert result.returncode == 0, result.stderr
+    call = json.loads(result.stdout.strip().splitlines()[-1])
+    assert call["app"] == "census_pipeline.api.main:create_app"
+    assert call["options"]["port"] == 8123 and call["options"]["workers"] == 2
+    assert not HEAVY & set(call["loaded"]), call["loaded"]
+
+
+def test_cli_serve_refuses_in_the_slim_install_with_the_reason(slim_project: Path) -> None:
+    (slim_project / "models" / "verdict.json").unlink()
+    result = _slim(CLI_SCRIPT, "serve", "--params", "params.yaml", cwd=slim_project)
+    assert result.returncode == 1
+    assert "verdict.json" in result.stderr and "census-pipeline gate" in result.stderr
+    assert "not in the serve install" not in result.stderr
+
 
 SCRIPT = """
 import asyncio, json, sys
@@ -67,8 +139,7 @@ def test_app_starts_and_predicts_without_the_pipeline_stack(served_dir: Path) ->
     outcome = json.loads(result.stdout.strip().splitlines()[-1])
     assert outcome["status"] == 200
     assert outcome["body"]["label"] == ">50K"
-    heavy = {"pandas", "sklearn", "dvc", "pyarrow", "matplotlib", "pandera", "aequitas"}
-    assert not heavy & set(outcome["loaded"])
+    assert not HEAVY & set(outcome["loaded"])
 
 
 def test_the_blocker_really_blocks() -> None:

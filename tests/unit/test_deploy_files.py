@@ -10,6 +10,7 @@ DVC or scikit-learn.
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import re
 import shlex
 import shutil
@@ -346,6 +347,16 @@ def test_fresh_serve_install_imports_the_service_without_the_training_stack(
         "print(','.join(leaked))\n"
     )
     assert _run([python, "-c", probe], cwd=tmp_path).strip() == ""
+    # The start command itself: the CLI loads, and serve refuses a folder with no model (exit 1)
+    # through its pre-check, all without the training stack.
+    cli = str(tmp_path / "venv" / "bin" / "census-pipeline")
+    assert "serve" in _run([cli, "--help"], cwd=tmp_path)
+    env = {"PATH": os.environ.get("PATH", ""), "CENSUS_API_MODEL_DIR": str(tmp_path / "none")}
+    refused = subprocess.run(
+        [cli, "serve"], capture_output=True, text=True, cwd=tmp_path, env=env, check=False
+    )
+    assert refused.returncode == 1, refused.stderr
+    assert "model folder not found" in refused.stderr
 
 
 def _run(argv: list[str], cwd: Path | None = None) -> str:
