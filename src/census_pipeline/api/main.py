@@ -1,9 +1,9 @@
-"""The app factory: `uvicorn census_pipeline.api.main:create_app --factory`.
+"""The app factory, run by `census-pipeline serve` (or `uvicorn ...main:create_app --factory`).
 
 Nothing happens at import. `create_app` reads the settings, wires routers, guards and error
 handlers; the lifespan loads the model once, before the server accepts a connection, and refuses to
-start when the model is missing, tampered with or not blessed (one worker: uvicorn exits 3;
-several: see docs/api.md).
+start when the model is missing, tampered with or not blessed. `serve` runs the same checks before
+uvicorn starts, so a refusal exits 1 whatever the worker count (docs/api.md).
 """
 
 from __future__ import annotations
