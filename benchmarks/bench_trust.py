@@ -72,7 +72,7 @@ def timed(command: list[str], allowed: tuple[int, ...] = (0,)) -> float:
 
 
 def step(name: str, params_file: Path) -> list[str]:
-    return [CLI, "--quiet", name, "--params", str(params_file)]
+    return [CLI, name, "--params", str(params_file)]
 
 
 def one_run(params_file: Path) -> dict[str, float]:
