@@ -18,10 +18,12 @@ from census_pipeline.config import Params, load_params
 from census_pipeline.errors import PipelineError
 
 app = typer.Typer(
-    help="Census Income pipeline: ingest, validate, clean, train, evaluate, audit, card, gate.",
+    help="Census Income pipeline: ingest, validate, clean, train, evaluate, audit, gate, card.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Markdown joins a docstring paragraph's wrapped lines instead of keeping each line break.
+    rich_markup_mode="markdown",
 )
 
 ParamsOption = Annotated[
@@ -38,7 +40,7 @@ def _main(
         bool, typer.Option("--verbose", "-v", help="Also log progress detail (INFO).")
     ] = False,
 ) -> None:
-    """Census Income pipeline: ingest, validate, clean, train, evaluate, audit, gate, card."""
+    """Configure logging once, before any command runs."""
     # Warnings only by default, so a failing step's stderr is its one clear error line.
     level = logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
@@ -137,68 +139,6 @@ def train(params: ParamsOption = None) -> None:
 
 @app.command()
 @_clear_errors
-def audit(params: ParamsOption = None) -> None:
-    """Bias audit of the test predictions: group metrics, disparities, fairness, figures."""
-    from census_pipeline.audit import audit as run_audit
-
-    result = run_audit(_params(params))
-    for parity, entry in result.summary["parities"].items():
-        verdict = "holds" if entry["fair"] else f"fails for {', '.join(entry['unfair'])}"
-        typer.echo(f"{parity} ({entry['name']}): {verdict}")
-    typer.echo(f"table: {result.table}")
-    typer.echo(f"summary: {result.summary_path}")
-
-
-@app.command()
-@_clear_errors
-def gate(
-    params: ParamsOption = None,
-    override: Annotated[
-        str | None,
-        typer.Option(
-            "--override",
-            help="Bless despite failing checks; the reason is recorded in the verdict and card.",
-        ),
-    ] = None,
-) -> None:
-    """Judge the model against the policy in params.yaml; exit 0 if blessed, 1 if not."""
-    from census_pipeline.gate import gate as run_gate
-
-    resolved = _params(params)
-    verdict = run_gate(resolved, override=override)
-    for check in verdict.failures:
-        typer.echo(f"FAILED {check.name}: {check.reason}", err=True)
-    outcome = "blessed" if verdict.blessed else "NOT blessed"
-    if verdict.override is not None:
-        outcome += f" by override ({verdict.override.reason})"
-    typer.echo(f"model {verdict.model_version}: {outcome}; verdict: {resolved.paths.verdict}")
-    if not verdict.blessed:
-        raise typer.Exit(1)
-
-
-@app.command()
-@_clear_errors
-def promote(params: ParamsOption = None) -> None:
-    """Copy the blessed model's metrics and verdict to the baseline folder for later gates."""
-    from census_pipeline.gate import promote as run_promote
-
-    folder = run_promote(_params(params))
-    typer.echo(f"baseline: {folder}")
-
-
-@app.command()
-@_clear_errors
-def card(params: ParamsOption = None) -> None:
-    """Write the model card (Markdown and one self-contained HTML page) from pipeline outputs."""
-    from census_pipeline.card import card as run_card
-
-    result = run_card(_params(params))
-    typer.echo(f"card: {result.markdown}")
-    typer.echo(f"card: {result.html}")
-
-
-@app.command()
-@_clear_errors
 def evaluate(params: ParamsOption = None) -> None:
     """Score the official test set: metrics, curves, test predictions, slices with intervals."""
     from census_pipeline.evaluate import evaluate as run_evaluate
@@ -242,6 +182,68 @@ def predict(
     typer.echo(f"scored {rows} rows with model {predictor.metadata.model_version} -> {output_csv}")
     if unknown:
         typer.echo(f"unknown categories (scored as missing): {unknown}", err=True)
+
+
+@app.command()
+@_clear_errors
+def audit(params: ParamsOption = None) -> None:
+    """Bias audit of the test predictions: group metrics, disparities, fairness, figures."""
+    from census_pipeline.audit import audit as run_audit
+
+    result = run_audit(_params(params))
+    for parity, entry in result.summary["parities"].items():
+        verdict = "holds" if entry["fair"] else f"fails for {', '.join(entry['unfair'])}"
+        typer.echo(f"{parity} ({entry['name']}): {verdict}")
+    typer.echo(f"table: {result.table}")
+    typer.echo(f"summary: {result.summary_path}")
+
+
+@app.command()
+@_clear_errors
+def gate(
+    params: ParamsOption = None,
+    override: Annotated[
+        str | None,
+        typer.Option(
+            "--override",
+            help="Bless despite failing checks; the reason is recorded in the verdict and card.",
+        ),
+    ] = None,
+) -> None:
+    """Judge the model against the policy in params.yaml; exit 0 if blessed, 1 if not."""
+    from census_pipeline.gate import gate as run_gate
+
+    resolved = _params(params)
+    verdict = run_gate(resolved, override=override)
+    for check in verdict.failures:
+        typer.echo(f"FAILED {check.name}: {check.reason}", err=True)
+    outcome = "blessed" if verdict.blessed else "NOT blessed"
+    if verdict.override is not None:
+        outcome += f" by override ({verdict.override.reason})"
+    typer.echo(f"model {verdict.model_version}: {outcome}; verdict: {resolved.paths.verdict}")
+    if not verdict.blessed:
+        raise typer.Exit(1)
+
+
+@app.command()
+@_clear_errors
+def card(params: ParamsOption = None) -> None:
+    """Write the model card (Markdown and one self-contained HTML page) from pipeline outputs."""
+    from census_pipeline.card import card as run_card
+
+    result = run_card(_params(params))
+    typer.echo(f"card: {result.markdown}")
+    typer.echo(f"card: {result.html}")
+
+
+@app.command()
+@_clear_errors
+def promote(params: ParamsOption = None) -> None:
+    """Copy the blessed model's metrics and verdict to the baseline folder for later gates."""
+    from census_pipeline.gate import promote as run_promote
+
+    folder = run_promote(_params(params))
+    typer.echo(f"baseline: {folder}")
 
 
 @app.command()
