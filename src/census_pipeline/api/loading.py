@@ -22,7 +22,6 @@ from census_pipeline.api.settings import Settings
 from census_pipeline.errors import PipelineError
 from census_pipeline.files import read_json, sha256_file
 from census_pipeline.predict import Predictor
-from census_pipeline.schema import NEGATIVE_LABEL, POSITIVE_LABEL
 
 logger = logging.getLogger("census_pipeline.api")
 
@@ -71,11 +70,10 @@ class ServedModel:
     ) -> dict[str, Any]:
         # A plain dict shaped like `Prediction`: building the model instance would cost ten
         # times more, for values that come from the model rather than from a client.
-        threshold = self.info.threshold
         answer: dict[str, Any] = {
-            "label": POSITIVE_LABEL if probability >= threshold else NEGATIVE_LABEL,
+            "label": self.predictor.label(probability),
             "probability": probability,
-            "threshold": threshold,
+            "threshold": self.info.threshold,
             "model_version": self.info.model_version,
         }
         if explanation is not None:
