@@ -6,12 +6,19 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup run pipeline serve test lint typecheck pytest bench
+.PHONY: setup run pipeline serve test lint typecheck pytest bench constraints
 
-$(STAMP): pyproject.toml requirements/constraints.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[dev]'
+# uv installs the exact versions and hashes recorded in uv.lock (seconds, with a progress bar).
+# When uv is not on PATH it is bootstrapped once into .tools/ with pip.
+UV_BOOT := .tools/bin/uv
+UV ?= $(shell command -v uv 2>/dev/null || echo $(UV_BOOT))
+
+$(UV_BOOT):
+	$(PYTHON) -m venv .tools
+	.tools/bin/python -m pip install --quiet --disable-pip-version-check uv
+
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --extra dev
 	touch $@
 
 setup: $(STAMP)
@@ -41,3 +48,9 @@ pytest: setup
 
 bench: setup
 	$(BIN)/python benchmarks/run_all.py
+
+# Regenerate the pip constraints (Heroku, Dockerfile) from uv.lock after `uv lock`.
+constraints: | $(UV)
+	( echo "# Generated from uv.lock (make constraints): pins for pip installs (Heroku, the container)."; \
+	  $(UV) export --frozen --all-extras --no-hashes --no-emit-project --no-header --no-annotate \
+	    --format requirements.txt | grep -v '^#' | sort -f ) > requirements/constraints.txt
