@@ -35,9 +35,14 @@ def make_project(root: Path, overrides: dict[str, object] | None = None) -> Para
         for key in parents:
             node = node.setdefault(key, {})
         node[leaf] = value
-    baseline = REPO_ROOT / raw["paths"]["baseline_dir"]
-    if baseline.is_dir():
-        shutil.copytree(baseline, root / raw["paths"]["baseline_dir"], dirs_exist_ok=True)
+    # The committed baseline and search result, as a clone has them: train uses the search's
+    # choice exactly as the pipeline does.
+    for folder in (raw["paths"]["baseline_dir"], raw["paths"].get("tuning_dir", "tuning")):
+        if (REPO_ROOT / folder).is_dir():
+            shutil.copytree(
+                REPO_ROOT / folder, root / folder, dirs_exist_ok=True,
+                ignore=shutil.ignore_patterns("study.db*"),
+            )  # fmt: skip
     path = root / "params.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
     return load_params(path)

@@ -322,6 +322,24 @@ def _tuning(tuning: dict[str, Any]) -> dict[str, Any]:
         "fit_rows": rows.get("fit"),
         "validation_rows": rows.get("validation"),
         "exclusion_reason": tuning.get("exclusion_reason", ""),
+        "search": _search(tuning.get("search")),
+    }
+
+
+def _search(search: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The tune step's record, as the card shows it (None when the model was not searched)."""
+    if not search:
+        return None
+    caps = search.get("caps") or {}
+    return {
+        "n_trials": search.get("n_trials"),
+        "folds": search.get("cv", {}).get("folds"),
+        "trial": search.get("trial"),
+        "cv_log_loss": search.get("cv", {}).get("log_loss"),
+        "cv_roc_auc": search.get("cv", {}).get("roc_auc"),
+        "profile": search.get("serving_profile"),
+        "max_trees": caps.get("max_trees"),
+        "max_leaves": caps.get("max_leaves"),
     }
 
 

@@ -122,6 +122,27 @@ def clean(params: ParamsOption = None) -> None:
 
 @app.command()
 @_clear_errors
+def tune(params: ParamsOption = None) -> None:
+    """Search LightGBM's knobs by cross-validation on the training table (seeded Optuna study).
+
+    Runs or extends the study up to `tune.n_trials`, shows progress on a terminal, and writes
+    tuning/best.json (what train uses), trials.csv and importances.csv. Never reads the test set.
+    """
+    from census_pipeline.tune import tune as run_tune
+
+    result = run_tune(_params(params))
+    best, cv = result.best, result.best["cv"]
+    typer.echo(
+        f"search: {result.trials_total} trials ({result.trials_run} run now, "
+        f"{result.seconds:.1f} s); "
+        f"chosen trial {best['trial']} ({best['serving_profile']} profile): CV log loss "
+        f"{cv['log_loss']:.5f}, CV ROC AUC {cv['roc_auc']:.4f}, {cv['trees']} trees, "
+        f"excluded {best['exclude_features'] or 'nothing'}"
+    )
+
+
+@app.command()
+@_clear_errors
 def train(params: ParamsOption = None) -> None:
     """Train LightGBM on the clean training table; save model.txt and model.json (verified)."""
     from census_pipeline.train import train as run_train

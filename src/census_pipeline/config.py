@@ -35,6 +35,7 @@ class PathsParams(_Section):
     model_dir: Path = Path("models")
     reports_dir: Path = Path("reports")
     baseline_dir: Path = Path("baseline")
+    tuning_dir: Path = Path("tuning")
 
     def resolved(self, root: Path) -> PathsParams:
         fields = {name: value for name, value in self if isinstance(value, Path)}
@@ -63,6 +64,22 @@ class PathsParams(_Section):
 
     def quarantine(self, split: str) -> Path:
         return self.data_reports_dir / f"quarantine_{split}.csv"
+
+    @property
+    def tuned_params(self) -> Path:
+        return self.tuning_dir / "best.json"
+
+    @property
+    def tuning_trials(self) -> Path:
+        return self.tuning_dir / "trials.csv"
+
+    @property
+    def tuning_importances(self) -> Path:
+        return self.tuning_dir / "importances.csv"
+
+    @property
+    def tuning_study(self) -> Path:
+        return self.tuning_dir / "study.db"
 
     @property
     def model_file(self) -> Path:
@@ -179,7 +196,7 @@ def _reserved_message(section: str, key: str) -> str:
     canonical = RESERVED_LIGHTGBM_KEYS[key]
     alias = "" if key == canonical else f" (LightGBM's alias of {canonical!r})"
     instead = f"; use {_INSTEAD[canonical]}" if canonical in _INSTEAD else ""
-    return f"train.{section}.{key}{alias} is set by the train step itself{instead}"
+    return f"{section}.{key}{alias} is set by the train step itself{instead}"
 
 
 class TrainParams(_Section):
@@ -198,6 +215,9 @@ class TrainParams(_Section):
     # Every combination is trained on the split and the lowest validation log loss wins.
     # Empty means no tuning: `lightgbm` is used as it is.
     tuning_grid: dict[str, list[float | int | str | bool]] = Field(default_factory=dict)
+    # Use the tune step's choice (tuning/best.json) over `lightgbm`, `exclude_features` and
+    # the grid; false trains exactly what this section says.
+    use_tuned: bool = True
 
     @model_validator(mode="after")
     def _knobs_are_known(self) -> TrainParams:
@@ -209,11 +229,77 @@ class TrainParams(_Section):
         for section, knobs in (("lightgbm", self.lightgbm), ("tuning_grid", self.tuning_grid)):
             reserved = [k for k in knobs if k.strip().lower() in RESERVED_LIGHTGBM_KEYS]
             if reserved:
-                raise ValueError(_reserved_message(section, reserved[0].strip().lower()))
+                raise ValueError(_reserved_message(f"train.{section}", reserved[0].strip().lower()))
         empty = [k for k, values in self.tuning_grid.items() if not values]
         if empty:
             raise ValueError(f"tuning_grid: {empty} list no values")
         return self
+
+
+class SearchRange(_Section):
+    """One knob's range for the search; `log` samples on a log scale, `integer` rounds."""
+
+    low: float
+    high: float
+    log: bool = False
+    integer: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SearchRange:
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError("a log-scale range needs low > 0")
+        return self
+
+
+class ServingProfile(_Section):
+    """Caps on the model's size, applied to the search and to the final training."""
+
+    max_trees: int | None = Field(None, ge=1)
+    max_leaves: int | None = Field(None, ge=2)
+
+
+def _default_profiles() -> dict[str, ServingProfile]:
+    return {"accurate": ServingProfile(), "fast": ServingProfile(max_trees=64, max_leaves=15)}
+
+
+class TuneParams(_Section):
+    """Owned by the tune step: the seeded Optuna search over LightGBM's knobs."""
+
+    n_trials: int = Field(60, ge=1)
+    folds: int = Field(5, ge=2)
+    max_rounds: int = Field(2000, ge=1)
+    early_stopping_rounds: int = Field(50, ge=1)
+    # Trials whose CV log loss is within this of the best are ties; the smallest model wins.
+    tie_tolerance: float = Field(0.0005, ge=0)
+    serving_profile: str = "accurate"
+    profiles: dict[str, ServingProfile] = Field(default_factory=_default_profiles)
+    search_space: dict[str, SearchRange] = Field(default_factory=dict)
+    # Which features to leave out is a choice of the same cross-validation.
+    exclude_options: tuple[tuple[str, ...], ...] = (("fnlgt",), ())
+
+    @model_validator(mode="after")
+    def _knobs_are_known(self) -> TuneParams:
+        from census_pipeline.schema import FEATURES
+
+        if self.serving_profile not in self.profiles:
+            raise ValueError(
+                f"serving_profile {self.serving_profile!r} is not one of {sorted(self.profiles)}"
+            )
+        reserved = [k for k in self.search_space if k.strip().lower() in RESERVED_LIGHTGBM_KEYS]
+        if reserved:
+            raise ValueError(_reserved_message("tune.search_space", reserved[0].strip().lower()))
+        unknown = [f for option in self.exclude_options for f in option if f not in FEATURES]
+        if unknown:
+            raise ValueError(f"exclude_options: {unknown} are not features of {FEATURES}")
+        if not self.exclude_options:
+            raise ValueError("exclude_options: list at least one option (an empty list: [[]])")
+        return self
+
+    @property
+    def profile(self) -> ServingProfile:
+        return self.profiles[self.serving_profile]
 
 
 class EvaluateParams(_Section):
@@ -376,6 +462,7 @@ class Params(_Section):
     paths: PathsParams = PathsParams()
     data: DataParams = DataParams()
     train: TrainParams = TrainParams()
+    tune: TuneParams = TuneParams()
     evaluate: EvaluateParams = EvaluateParams()
     audit: AuditParams = AuditParams()
     gate: GateParams = GateParams()

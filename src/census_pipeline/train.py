@@ -9,6 +9,7 @@ and params give a byte-identical model file.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import subprocess
 import time
@@ -39,6 +40,10 @@ from census_pipeline.schema import (
 
 log = logging.getLogger(__name__)
 
+EXCLUSION_BY_SEARCH = (
+    "chosen by the same cross-validation that chose the knobs (census-pipeline tune, "
+    "tuning/best.json)"
+)
 SELECTION_RULE = "lowest log loss on the validation split (early-stopped per candidate)"
 EXCLUSION_REASON = (
     "fnlgt is the census's sampling weight, not a trait of the person; 5-fold cross-validation "
@@ -142,9 +147,51 @@ def fit_candidate(
     return Candidate(overrides, booster, best, loss)
 
 
+def read_tuned(path: Path) -> dict[str, Any] | None:
+    """The tune step's choice (tuning/best.json), or None when no search has run."""
+    if not path.is_file():
+        return None
+    try:
+        record: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PipelineError(f"{path}: unreadable ({exc}): rerun `census-pipeline tune`") from exc
+    missing = [k for k in ("lightgbm", "exclude_features", "serving_profile") if k not in record]
+    if missing or not isinstance(record.get("lightgbm"), dict):
+        raise PipelineError(f"{path}: no {missing or ['lightgbm']}: rerun `census-pipeline tune`")
+    return record
+
+
+def effective_settings(params: Params) -> tuple[TrainParams, dict[str, Any] | None]:
+    """train's settings with the search's choice applied, when `train.use_tuned` asks for it.
+
+    The searched knobs override `train.lightgbm` (which keeps the knobs nobody searches), the
+    search's feature exclusion replaces `train.exclude_features`, the serving profile's tree cap
+    bounds `train.max_rounds`, and the grid is not used: the search replaced it.
+    """
+    settings = params.train
+    tuned = read_tuned(params.paths.tuned_params) if settings.use_tuned else None
+    if tuned is None:
+        return settings, None
+    max_trees = tuned.get("max_trees")
+    rounds = settings.max_rounds if max_trees is None else min(settings.max_rounds, max_trees)
+    update = {
+        "lightgbm": {**settings.lightgbm, **tuned["lightgbm"]},
+        "exclude_features": tuple(tuned["exclude_features"]),
+        "max_rounds": rounds,
+        "tuning_grid": {},
+    }
+    return settings.model_copy(update=update), tuned
+
+
 def train(params: Params) -> TrainResult:
     started = time.perf_counter()
-    settings = params.train
+    settings, tuned = effective_settings(params)
+    if tuned is None and params.train.use_tuned:
+        log.info(
+            "no tuned parameters at %s: training with train.lightgbm and the grid "
+            "(run `census-pipeline tune` for a search)",
+            params.paths.tuned_params,
+        )
     frame = read_clean_table(params.paths.clean_train)
     features = model_features(settings)
     categorical: list[str] = [name for name in features if name in CATEGORICAL]
@@ -175,8 +222,20 @@ def train(params: Params) -> TrainResult:
     )
     validation_set = (y[validation_rows], validation_scores)
     fields = metadata_fields(
-        params, encoder, base, candidates, chosen, threshold, validation_set, len(fit_rows)
+        params,
+        settings,
+        encoder,
+        base,
+        candidates,
+        chosen,
+        threshold,
+        validation_set,
+        len(fit_rows),
     )
+    fields["tuning"]["search"] = tuned
+    if tuned is not None:
+        fields["tuning"]["selection"] = tuned.get("selection", SELECTION_RULE)
+        fields["tuning"]["exclusion_reason"] = EXCLUSION_BY_SEARCH
     metadata = save_model(model_text, fields, params.paths.model_file, params.paths.model_metadata)
     seconds = time.perf_counter() - started
     log.info("trained %s in %.1f s", metadata.model_version, seconds)
@@ -185,6 +244,7 @@ def train(params: Params) -> TrainResult:
 
 def metadata_fields(
     params: Params,
+    settings: TrainParams,
     encoder: FeatureEncoder,
     base: dict[str, Any],
     candidates: list[Candidate],
@@ -194,7 +254,6 @@ def metadata_fields(
     n_fit: int,
 ) -> dict[str, Any]:
     """The metadata the train step knows (save_model adds the digest, version and dates)."""
-    settings = params.train
     best = candidates[chosen]
     validation_labels, validation_scores = validation_set
     return {
