@@ -46,6 +46,7 @@ HEADLINE: Final = ("roc_auc", "accuracy", "f1", "precision", "recall", "threshol
 BASELINE_METRICS: Final = "metrics.json"
 BASELINE_VERDICT: Final = "verdict.json"
 
+
 def gate(
     params: Params, override: str | None = None, signing_key: Ed25519PrivateKey | None = None
 ) -> Verdict:
