@@ -22,7 +22,10 @@ from census_pipeline.mitigate import (
 from census_pipeline.predict import Predictor, ThresholdRule
 from census_pipeline.schema import NEGATIVE_LABEL, POSITIVE_LABEL
 
-GROUPED: dict[str, object] = {"fairness.mitigation": "group_thresholds", "fairness.min_positives": 5}
+GROUPED: dict[str, object] = {
+    "fairness.mitigation": "group_thresholds",
+    "fairness.min_positives": 5,
+}
 
 
 @pytest.fixture(scope="module")
