@@ -22,6 +22,7 @@ from census_pipeline.api import handlers, logs
 from census_pipeline.api.deps import require_api_key
 from census_pipeline.api.loading import ServedModel, load_served_model
 from census_pipeline.api.middleware import RequestGuard
+from census_pipeline.api.oip import routes as oip
 from census_pipeline.api.routes import (
     bench,
     feedback,
@@ -83,10 +84,12 @@ def _include_routers(app: FastAPI, settings: Settings) -> tuple[list[str], list[
     paths (the metrics' route label: any other path counts as "other")."""
     # With no key configured the check is left out entirely rather than run as a no-op.
     guarded = [Depends(require_api_key)] if settings.api_key is not None else []
-    plain = [root.router, health.router, model.router, metrics.router, monitoring.router]
+    plain = [
+        root.router, health.router, model.router, oip.public, metrics.router, monitoring.router,
+    ]  # fmt: skip
     for router in plain:
         app.include_router(router)
-    with_bodies = [predict.router]
+    with_bodies = [predict.router, oip.inference]
     if settings.prediction_log:
         with_bodies.append(feedback.router)
     if settings.enable_bare_endpoint:
@@ -103,8 +106,8 @@ def _routes(routers: list[APIRouter]) -> list[APIRoute]:
 
 
 def _document_record_schema(app: FastAPI) -> None:
-    """Publish `CensusRecord` under components: the routes refer to it but parse bodies
-    themselves (see `body.py`), so FastAPI does not add it on its own."""
+    """Publish `CensusRecord` (and the OIP inference request) under components: the routes
+    refer to them but parse bodies themselves (see `body.py`), so FastAPI does not add them."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -112,6 +115,7 @@ def _document_record_schema(app: FastAPI) -> None:
             schema = generate()
             schemas = schema.setdefault("components", {}).setdefault("schemas", {})
             schemas["CensusRecord"] = CensusRecord.model_json_schema()
+            schemas.update(oip.component_schemas())
             app.openapi_schema = schema
         return app.openapi_schema
 
