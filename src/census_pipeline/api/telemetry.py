@@ -207,6 +207,6 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, sending)
         finally:
-            self.telemetry.request(
-                scope["path"], scope["method"], status, perf_counter() - started
-            )
+            # The matched route's template (/v2/models/{name}/infer), so labels stay few.
+            path = getattr(scope.get("route"), "path", None) or "other"
+            self.telemetry.request(path, scope["method"], status, perf_counter() - started)
