@@ -320,3 +320,15 @@ def test_openapi_documents_the_oip_routes(client: TestClient) -> None:
         assert schema == {"$ref": "#/components/schemas/InferenceRequest"}
         assert {"200", "400", "404", "413"} <= set(post["responses"])
     assert "RequestInput" in spec["components"]["schemas"]
+
+
+def test_the_documented_example_request_is_answered(client: TestClient) -> None:
+    from census_pipeline.api.schemas import EXAMPLE_RECORD
+
+    spec = client.get("/openapi.json").json()
+    body = spec["paths"]["/v2/models/{model_name}/infer"]["post"]["requestBody"]
+    example = body["content"]["application/json"]["example"]
+    answer = client.post(INFER, json=example)
+    assert answer.status_code == 200, answer.text
+    expected = client.post("/predict", json=EXAMPLE_RECORD).json()["probability"]
+    assert answer.json()["outputs"][0]["data"] == [expected]

@@ -157,7 +157,10 @@ _INFER_DOC: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/InferenceRequest"}}
+            "application/json": {
+                "schema": {"$ref": "#/components/schemas/InferenceRequest"},
+                "example": tensors.example_request(),
+            }
         },
     }
 }

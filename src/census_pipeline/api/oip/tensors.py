@@ -18,6 +18,7 @@ from pydantic_core import to_json
 from census_pipeline.api.body import RECORDS
 from census_pipeline.api.loading import ServedModel
 from census_pipeline.api.oip.schemas import InferenceRequest, RequestInput, RequestOutput
+from census_pipeline.api.schemas import EXAMPLE_RECORD
 from census_pipeline.schema import FEATURES, NUMERIC_RANGES
 
 PLATFORM = "lightgbm"
@@ -57,6 +58,17 @@ def model_metadata(model: ServedModel, name: str) -> dict[str, Any]:
         ],
         "outputs": [
             {"name": out, "datatype": kind, "shape": [-1]} for out, kind in OUTPUTS.items()
+        ],
+    }
+
+
+def example_request() -> dict[str, Any]:
+    """`/predict`'s example record as an inference request (for the OpenAPI document)."""
+    return {
+        "id": "example-1",
+        "inputs": [
+            {"name": name, "shape": [1], "datatype": datatype(name), "data": [value]}
+            for name, value in EXAMPLE_RECORD.items()
         ],
     }
 
