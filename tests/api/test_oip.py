@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from census_pipeline.api.main import create_app
 from census_pipeline.config import Params
+from census_pipeline.predlog.database import sqlite_url
 from census_pipeline.schema import CATEGORICAL, FEATURES, NUMERIC
 
 from .oip_samples import (
@@ -393,3 +394,20 @@ def test_the_documented_example_request_is_answered(client: TestClient) -> None:
     assert answer.status_code == 200, answer.text
     expected = client.post("/predict", json=EXAMPLE_RECORD).json()["probability"]
     assert answer.json()["outputs"][0]["data"] == [expected]
+
+
+def test_inference_is_logged_like_a_batch(served_dir: Path, tmp_path: Path) -> None:
+    from .test_monitoring import logged, wait_logged
+
+    url = sqlite_url(tmp_path / "log.sqlite")
+    settings = settings_for(served_dir, database_url=url, log_flush_seconds=0.02)
+    with TestClient(create_app(settings)) as logging_client:
+        answer = logging_client.post(INFER, json=infer_body([LOW_EARNER, HIGH_EARNER]))
+        wait_logged(logging_client, 2)
+    request_id = answer.headers["X-Request-ID"]
+    rows = logged(url)
+    probabilities = answer.json()["outputs"][0]["data"]
+    for index, record in enumerate([LOW_EARNER, HIGH_EARNER]):
+        row = rows[f"{request_id}:{index}"]
+        assert row["route"] == "oip" and row["age"] == record["age"]
+        assert row["probability"] == probabilities[index]

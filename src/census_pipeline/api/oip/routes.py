@@ -10,6 +10,7 @@ protocol's shape `{"error": "..."}` by `OipRoute`.
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Mapping
+from time import perf_counter
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -34,6 +35,7 @@ from census_pipeline.api.oip.schemas import (
     ServerReady,
 )
 from census_pipeline.api.settings import Settings
+from census_pipeline.api.tracking import REQUEST_ID_HEADER, tracker
 
 SERVER_NAME = "census-pipeline"
 BINARY_HEADER = b"inference-header-content-length"
@@ -192,19 +194,28 @@ async def version_infer(request: Request, model_name: str, model_version: str) -
 
 async def _infer(request: Request, model: ServedModel, name: str) -> Response:
     """Any content type is read as JSON: tritonclient sends none. With Triton's binary tensor
-    extension the header says where the JSON ends and the tensors' bytes begin."""
+    extension the header says where the JSON ends and the tensors' bytes begin. Logged and
+    counted like a batch; row i's id (for /feedback) is `<X-Request-ID>:<i>`."""
+    started = perf_counter()
     header_length = None
     for key, value in request.scope["headers"]:
         if key == BINARY_HEADER:
             header_length = value.decode("latin-1")
     body = await request.body()
     limit = _settings(request).max_batch_size
+    track = tracker(request)
+    request_id = track.request_id()
+
+    def scored(records: list[dict[str, Any]], answers: list[dict[str, Any]]) -> None:
+        track.many(request_id, records, answers, started, route="oip")
+
     answer, json_length = await run_in_threadpool(
-        tensors.infer, model, name, body, limit, header_length
+        tensors.infer, model, name, body, limit, header_length, scored
     )
+    headers = {REQUEST_ID_HEADER: request_id}
     if json_length is None:
-        return Response(answer, media_type="application/json")
-    headers = {binary.HEADER: str(json_length)}
+        return Response(answer, media_type="application/json", headers=headers)
+    headers[binary.HEADER] = str(json_length)
     return Response(answer, media_type="application/octet-stream", headers=headers)
 
 

@@ -9,7 +9,7 @@ ranges and missing-value rules. Its errors are only re-worded to name the tensor
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -74,8 +74,17 @@ def example_request() -> dict[str, Any]:
     }
 
 
+# Told what was scored (the records and `ServedModel`'s answers), to log and count it.
+OnScored = Callable[[list[dict[str, Any]], list[dict[str, Any]]], None]
+
+
 def infer(
-    model: ServedModel, name: str, body: bytes, limit: int, header_length: str | None = None
+    model: ServedModel,
+    name: str,
+    body: bytes,
+    limit: int,
+    header_length: str | None = None,
+    on_scored: OnScored | None = None,
 ) -> tuple[bytes, int | None]:
     """Parse, validate, score and serialise one inference request (run off the event loop).
 
@@ -92,6 +101,8 @@ def infer(
     wanted = requested_outputs(request)
     records = to_records(request.inputs, FEATURES, limit)
     predictions = model.predict_many(records)
+    if on_scored is not None:
+        on_scored(records, predictions)
     answer: dict[str, Any] = {"model_name": name, "model_version": model.version}
     if request.id is not None:
         answer["id"] = request.id
