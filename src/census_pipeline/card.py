@@ -295,6 +295,7 @@ def card_context(inputs: CardInputs) -> dict[str, Any]:
         "metrics": inputs.metrics,
         "validation": meta["validation_metrics"],
         "data": {split: _split(inputs.data_report, split) for split in ("train", "test")},
+        "shift": _shift(inputs.data_report),
         "audit": inputs.audit,
         "parities": [
             {
@@ -331,7 +332,40 @@ def _split(report: dict[str, Any], split: str) -> dict[str, Any]:
     except KeyError as exc:
         raise PipelineError(f"data report: split {split!r} missing") from exc
     entry["missing_columns"] = {k: v for k, v in entry["missing"].items() if v}
+    # Reports from before provenance was recorded lack these; the card then says less.
+    for key in ("release", "source", "origin", "separator"):
+        entry.setdefault(key, None)
+    entry["format_text"] = _format_text(entry)
     return entry
+
+
+def _format_text(entry: dict[str, Any]) -> str:
+    """The detected file format in words, from the manifest fields the data report carries."""
+    parts = [
+        "a space after each comma"
+        if entry.get("separator") == "comma-space"
+        else "no space after commas",
+        f"{entry.get('line_ending', 'LF')} line ends",
+    ]
+    if entry.get("label_suffix"):
+        parts.append(f"labels ending in '{entry['label_suffix']}'")
+    if entry.get("bom"):
+        parts.append("a UTF-8 byte order mark")
+    if entry.get("compression", "none") != "none":
+        parts.append(f"{entry['compression']}-compressed")
+    return ", ".join(parts)
+
+
+def _shift(report: dict[str, Any]) -> dict[str, Any]:
+    """The data report's comparison with the baseline's training data, largest PSI first."""
+    shift = report.get("shift")
+    if not isinstance(shift, dict):
+        return {"status": "not recorded in the data report (run `census-pipeline validate`)"}
+    if shift.get("status") != "compared":
+        return {"status": shift.get("status", "not compared")}
+    features = [{"name": name, **entry} for name, entry in shift["features"].items()]
+    features.sort(key=lambda f: -float(f["psi"]))
+    return {**shift, "features": features}
 
 
 def _comparisons(audit: dict[str, Any]) -> list[dict[str, Any]]:

@@ -276,3 +276,27 @@ def test_the_metrics_section_states_both_accuracies(make: Callable[..., Params])
     m = GOOD_METRICS
     assert f"at this threshold ({m['accuracy']:.4f})" in text
     assert f"at 0.5 ({m['accuracy_at_half']:.4f})" in text
+
+
+def test_card_says_where_the_training_data_came_from_and_how_it_shifted(
+    make: Callable[..., Params],
+) -> None:
+    params = make()
+    text = _text(params)
+    assert "**User-supplied data** (not a known release" in text
+    assert "no space after commas, CRLF line ends, a UTF-8 byte order mark, gzip-compressed" in text
+    shift = read_json(params.paths.data_report)["shift"]
+    assert "### Shift from the baseline's training data" in text
+    assert "30,000 rows then and 32,561 now" in text
+    # Largest shift first, each feature with its PSI and level, as the data report has them.
+    rows = [
+        f"| {n} | {e['kind']} | {e['psi']:.4f} | {e['level']} |"
+        for n, e in (sorted(shift["features"].items(), key=lambda item: -item[1]["psi"]))
+    ]
+    positions = [text.index(row) for row in rows]
+    assert positions == sorted(positions)
+    report = read_json(params.paths.data_report)
+    report["shift"] = {"baseline": "baseline/train_profile.json", "status": "no baseline profile"}
+    write_json_atomic(params.paths.data_report, report)
+    gate(params)
+    assert "Not compared: no baseline profile." in _text(params)

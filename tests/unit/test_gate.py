@@ -165,6 +165,29 @@ def test_promote_then_a_drop_beyond_the_bound_fails(make: Callable[..., Params])
     assert _check(gate(params), "change:roc_auc").status == "passed"
 
 
+@pytest.mark.parametrize("delta", [-0.0005, -1e-9])
+def test_a_zero_drop_bound_allows_no_drop_at_all(make: Callable[..., Params], delta: float) -> None:
+    params = make(overrides={"gate.change.max_drop": {"roc_auc": 0}, "gate.change.max_rise": {}})
+    gate(params)
+    promote(params)
+    write_metrics(params, _with(roc_auc=GOOD_METRICS["roc_auc"] + delta))
+    check = _check(gate(params), "change:roc_auc")
+    assert check.status == "failed" and check.bound == "drop <= 0"
+    write_metrics(params, _with(roc_auc=GOOD_METRICS["roc_auc"]))
+    assert _check(gate(params), "change:roc_auc").status == "passed"
+
+
+def test_a_zero_rise_bound_allows_no_rise(make: Callable[..., Params]) -> None:
+    params = make(overrides={"gate.change.max_rise": {"brier": 0.0}})
+    gate(params)
+    promote(params)
+    write_metrics(params, _with(brier=GOOD_METRICS["brier"] + 0.0001))
+    check = _check(gate(params), "change:brier")
+    assert check.status == "failed" and check.bound == "rise <= 0"
+    write_metrics(params, _with(brier=GOOD_METRICS["brier"] - 0.0001))
+    assert _check(gate(params), "change:brier").status == "passed"
+
+
 def test_a_rise_of_a_lower_is_better_metric_is_bounded(make: Callable[..., Params]) -> None:
     params = make()
     gate(params)
