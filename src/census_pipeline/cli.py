@@ -270,6 +270,23 @@ def promote(params: ParamsOption = None) -> None:
     typer.echo(f"baseline: {folder}")
 
 
+def _metrics_folder() -> None:
+    """prometheus-client's multiprocess mode: every worker writes its metrics to files in one
+    folder and /metrics adds them up (docs/monitoring.md). A folder the operator names is emptied
+    first (values from a previous run would be added in); otherwise a fresh one is made."""
+    import os
+    import tempfile
+
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not folder:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="census-metrics-")
+        return
+    path = Path(folder)
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
+
+
 @app.command()
 @_clear_errors
 def serve(
@@ -311,6 +328,7 @@ def serve(
         name = f"CENSUS_API_{first['loc'][0]}".upper()
         raise PipelineError(f"{name}: {first['msg']}") from None
     logs.configure(settings.log_level)
+    _metrics_folder()
     # Always, before uvicorn: its single worker would exit 3 with a traceback, several exit 0.
     load_served_model(settings).predictor.close()
     uvicorn.run(
