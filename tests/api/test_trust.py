@@ -15,7 +15,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from census_pipeline.api.main import StartupRefused
 from census_pipeline.files import json_bytes, read_json
 from census_pipeline.gate import signed
-from census_pipeline.signing import VERIFY_KEY_FILE_ENV, keygen, signing_key_from_env
+from census_pipeline.signing import (
+    VERIFY_KEY_FILE_ENV,
+    card_seal,
+    card_seal_path,
+    keygen,
+    signing_key_from_env,
+)
 from census_pipeline.trust import UNSIGNED_WARNING
 from census_pipeline.verdict import Verdict
 
@@ -131,3 +137,36 @@ def test_with_a_verify_key_a_signed_verdict_edited_afterwards_is_refused(
     verdict["headline_metrics"]["roc_auc"] = 0.999
     (model_copy / "verdict.json").write_bytes(json_bytes(verdict))
     assert "does not match its content" in _refused(model_copy)
+
+
+def _seal_card(folder: Path, key: Ed25519PrivateKey) -> None:
+    verdict = read_json(folder / "verdict.json")
+    html = (folder / "model_card.html").read_bytes()
+    seal = card_seal(html, b"", verdict, key)
+    card_seal_path(folder / "model_card.html").write_bytes(json_bytes(seal))
+
+
+def test_with_a_verify_key_only_a_card_sealed_for_this_verdict_is_served(
+    model_copy: Path, keys: Ed25519PrivateKey, caplog: pytest.LogCaptureFixture
+) -> None:
+    _sign(model_copy, keys)
+    _seal_card(model_copy, keys)
+    with started_client(settings_for(model_copy)) as client:
+        assert client.get("/model-card").status_code == 200
+    card = model_copy / "model_card.html"
+    card.write_text(card.read_text(encoding="utf-8").replace("<h1", "<h1 hidden", 1))
+    with (
+        caplog.at_level(logging.WARNING, logger="census_pipeline.api"),
+        started_client(settings_for(model_copy)) as client,
+    ):
+        assert client.get("/model-card").status_code == 404
+        assert client.get("/ready").status_code == 200
+    assert "changed after the card step sealed it" in caplog.text
+
+
+def test_with_a_verify_key_an_unsealed_card_is_not_served(
+    model_copy: Path, keys: Ed25519PrivateKey
+) -> None:
+    _sign(model_copy, keys)
+    with started_client(settings_for(model_copy)) as client:
+        assert client.get("/model-card").status_code == 404

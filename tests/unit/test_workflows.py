@@ -26,7 +26,7 @@ from model_folders import check, write_folder
 from census_pipeline.config import Params, load_params
 from census_pipeline.files import json_bytes
 from census_pipeline.gate import signed
-from census_pipeline.signing import keygen, signing_key_from_env
+from census_pipeline.signing import card_seal_path, keygen, signing_key_from_env
 from census_pipeline.verdict import Verdict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -128,7 +128,8 @@ def test_ci_reports_even_when_the_gate_fails() -> None:
     assert "if" not in uploads["blessed-model"]
     shipped = set(uploads["blessed-model"]["with"]["path"].split())
     paths = load_params(REPO_ROOT / "params.yaml").paths
-    needed = {paths.model_file, paths.model_metadata, paths.verdict, paths.model_card_html}
+    card = paths.model_card_html
+    needed = {paths.model_file, paths.model_metadata, paths.verdict, card, card_seal_path(card)}
     assert shipped == {str(p.relative_to(REPO_ROOT)) for p in needed}
 
 
