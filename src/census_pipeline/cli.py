@@ -129,6 +129,14 @@ def validate(params: ParamsOption = None) -> None:
             f"{split}: {summary['rows']} rows, {summary['quarantined_rows']} quarantined, "
             f"{summary['exact_duplicates']} exact duplicates"
         )
+    shift = report.shift
+    if shift.get("status") == "compared":
+        typer.echo(
+            f"shift vs baseline: largest PSI {shift['max_psi']:.4f} ({shift['max_psi_feature']}), "
+            f"{shift['rows']['reference']} -> {shift['rows']['current']} rows"
+        )
+    else:
+        typer.echo(f"shift vs baseline: {shift.get('status')}")
     typer.echo(f"report: {report.path}")
 
 

@@ -73,6 +73,7 @@ class ValidationReport:
 
     path: Path
     splits: dict[str, dict[str, Any]]
+    shift: dict[str, Any]
 
 
 def census_schema() -> pa.DataFrameSchema:
@@ -209,15 +210,16 @@ def validate(params: Params) -> ValidationReport:
         raise
     splits = {split: _split_summary(params, split, check) for split, check in checks.items()}
     profile = training_profile(params, checks["train"])
+    shift = shift_from_baseline(params, checks["train"].valid)
     payload = {
         "max_quarantine_share": params.data.max_quarantine_share,
         "splits": splits,
-        "shift": shift_from_baseline(params, checks["train"].valid),
+        "shift": shift,
     }
     replace_all({report_path: json_bytes(payload), params.paths.train_profile: json_bytes(profile)})
     for split, summary in splits.items():
         log.info("%s: %d rows, %d quarantined", split, summary["rows"], summary["quarantined_rows"])
-    return ValidationReport(path=report_path, splits=splits)
+    return ValidationReport(path=report_path, splits=splits, shift=shift)
 
 
 def training_profile(params: Params, check: SplitCheck) -> dict[str, Any]:
