@@ -47,6 +47,7 @@ def outputs(paths: PathsParams) -> list[Path]:
     return [
         *(paths.curve(name) for name in CURVES),
         paths.slices,
+        paths.importance,
         paths.slice_output,
         paths.test_predictions,
         paths.metrics,
@@ -68,11 +69,15 @@ def _evaluation(params: Params) -> tuple[dict[str, Any], pd.DataFrame, dict[Path
     paths = params.paths
     with Predictor.from_files(paths.model_file, paths.model_metadata) as predictor:
         test = read_clean_table(paths.clean_test)
-        scores = predictor.predict_frame(test).probabilities
+        scored = predictor.predict_frame(test)
         meta = predictor.metadata
+        contributions = predictor.contributions_frame(test)
+        importance = feature_importance(predictor.feature_names, contributions)
+    scores = scored.probabilities
     label = labels_of(test)
-    prediction = metrics.labels_at(scores, meta.threshold)
-    overall = overall_metrics(label, scores, meta.threshold, meta.fbeta_beta)
+    # The predictor's labels: its group thresholds, when the model carries them.
+    prediction = scored.positive.astype(np.int64)
+    overall = overall_metrics(label, scores, meta.threshold, meta.fbeta_beta, prediction)
 
     settings = slice_settings(params)
     groupings = [(f,) for f in CATEGORICAL] + [tuple(c) for c in params.evaluate.crossings]
@@ -85,12 +90,14 @@ def _evaluation(params: Params) -> tuple[dict[str, Any], pd.DataFrame, dict[Path
     ]
     files = curve_files(params, label, scores)
     files[paths.slices] = csv_bytes(table)
+    files[paths.importance] = csv_bytes(importance)
     files[paths.slice_output] = render_slice_output(table, heading, settings).encode("utf-8")
     files[paths.test_predictions] = predictions_bytes(
         test, label, scores, prediction, meta.model_sha256
     )
     overall.update(
         threshold_rule=meta.threshold_rule,
+        mitigation=meta.mitigation.method if meta.mitigation is not None else "none",
         model_version=meta.model_version,
         model_sha256=meta.model_sha256,
         slice_settings={
@@ -109,19 +116,33 @@ def _evaluation(params: Params) -> tuple[dict[str, Any], pd.DataFrame, dict[Path
     return overall, table, files
 
 
+def feature_importance(names: list[str], contributions: NDArray[np.float64]) -> pd.DataFrame:
+    """Global importance: each feature's mean |SHAP value| (log-odds) over the test set."""
+    mean_abs = np.abs(contributions).mean(axis=0)
+    table = pd.DataFrame({"feature": names, "mean_abs_shap": mean_abs})
+    return table.sort_values("mean_abs_shap", ascending=False, kind="stable")
+
+
 def slice_settings(params: Params) -> SliceSettings:
     ev = params.evaluate
     return SliceSettings(ev.bootstrap_resamples, ev.min_slice_size, ev.confidence, params.seed)
 
 
 def overall_metrics(
-    label: NDArray[np.int64], scores: NDArray[np.float64], threshold: float, beta: float
+    label: NDArray[np.int64],
+    scores: NDArray[np.float64],
+    threshold: float,
+    beta: float,
+    prediction: NDArray[np.int64] | None = None,
 ) -> dict[str, Any]:
-    """Flat numeric keys (what `dvc metrics show` lists) plus the confusion matrix."""
+    """Flat numeric keys (what `dvc metrics show` lists) plus the confusion matrix.
+
+    `prediction`: the predictor's labels, when they are not simply `scores >= threshold`.
+    """
+    labels = metrics.labels_at(scores, threshold) if prediction is None else prediction
     result: dict[str, Any] = {"threshold": threshold, "fbeta_beta": beta}
-    result.update(metrics.summary(label, scores, threshold, beta))
+    result.update(metrics.summary(label, scores, threshold, beta, labels))
     result["n"], result["positives"] = int(result["n"]), int(result["positives"])
-    labels = metrics.labels_at(scores, threshold)
     result["confusion_matrix"] = metrics.confusion(label, labels).as_dict()
     return result
 
