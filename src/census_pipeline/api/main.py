@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi.routing import APIRoute
 
 from census_pipeline import __version__
-from census_pipeline.api import handlers, logs
+from census_pipeline.api import docs_pages, handlers, logs
 from census_pipeline.api.deps import require_api_key
 from census_pipeline.api.loading import ServedModel, load_served_model
 from census_pipeline.api.middleware import RequestGuard
@@ -67,11 +67,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=_lifespan,
+        # Served by docs_pages from the install's own files instead of a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.model = None
     body_routes, all_routes = _include_routers(app, settings)
     _document_record_schema(app)
+    docs_pages.install(app)
     handlers.install(app)
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes, paths=body_routes)
     app.state.telemetry = Telemetry(all_routes)
