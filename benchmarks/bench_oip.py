@@ -66,7 +66,8 @@ def post(url: str, body: bytes) -> Any:
 
 def check_same_answers(url: str, batch: bytes, oip: bytes) -> None:
     expected = [p["probability"] for p in post(f"{url}/predict/batch", batch)]
-    outputs = {out["name"]: out["data"] for out in post(f"{url}/v2/models/census/infer", oip)}
+    answer = post(f"{url}/v2/models/census/infer", oip)
+    outputs = {out["name"]: out["data"] for out in answer["outputs"]}
     if outputs["probability"] != expected:
         raise SystemExit("the OIP route and /predict/batch disagree on the probabilities")
 
