@@ -343,8 +343,32 @@ def gate(
     if verdict.override is not None:
         outcome += f" by override ({verdict.override.reason})"
     typer.echo(f"model {verdict.model_version}: {outcome}; verdict: {resolved.paths.verdict}")
+    if verdict.signature is not None:
+        typer.echo(f"verdict signed by key {verdict.signature.key_id}")
+    else:
+        typer.echo("verdict NOT signed (no CENSUS_SIGNING_KEY or CENSUS_SIGNING_KEY_FILE)")
     if not verdict.blessed:
         raise typer.Exit(1)
+
+
+@app.command()
+@_clear_errors
+def keygen(
+    folder: Annotated[
+        Path, typer.Argument(help="Where to write signing_key.pem (0600) and verify_key.pem.")
+    ],
+) -> None:
+    """Write a new Ed25519 key pair for signing verdicts (docs/trust.md); never overwrites.
+
+    Keep the private key out of the repository: give it to the gate through
+    CENSUS_SIGNING_KEY_FILE (or the PEM text in CENSUS_SIGNING_KEY), and the public key to the
+    service, batch scoring and CD through CENSUS_VERIFY_KEY_FILE (or CENSUS_VERIFY_KEY).
+    """
+    from census_pipeline.signing import keygen as run_keygen
+
+    private, public = run_keygen(folder)
+    typer.echo(f"private key (keep secret): {private}")
+    typer.echo(f"public key: {public}")
 
 
 @app.command()

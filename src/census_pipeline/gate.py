@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 import pandas as pd
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from census_pipeline.artifact import ModelMetadata, read_metadata
@@ -34,6 +35,10 @@ from census_pipeline.files import (
     sha256_file,
     write_json_atomic,
 )
+from census_pipeline.signing import sign, signing_key_from_env
+from census_pipeline.verdict import SIGNATURE_KEY, Check, Override, Verdict, canonical_bytes
+
+__all__ = ["Check", "Override", "Verdict", "gate", "judge", "promote"]
 
 log = logging.getLogger(__name__)
 
@@ -41,57 +46,20 @@ HEADLINE: Final = ("roc_auc", "accuracy", "f1", "precision", "recall", "threshol
 BASELINE_METRICS: Final = "metrics.json"
 BASELINE_VERDICT: Final = "verdict.json"
 
-Kind = Literal["overall", "slice", "fairness", "change"]
-Status = Literal["passed", "failed", "skipped"]
 
-
-class Check(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    name: str
-    kind: Kind
-    value: float | None
-    bound: str
-    passed: bool | None  # None only when skipped
-    status: Status
-    enforced: bool
-    reason: str
-    detail: dict[str, Any] = {}
-
-
-class Override(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    reason: str
-    failed_checks: list[str]
-
-
-class Verdict(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    blessed: bool
-    model_version: str
-    model_sha256: str
-    created_at: str
-    checks: list[Check]
-    override: Override | None
-    policy: dict[str, Any]
-    headline_metrics: dict[str, float]
-    baseline: dict[str, Any] | None
-    inputs: dict[str, str]
-
-    @property
-    def failures(self) -> list[Check]:
-        """Enforced checks that failed: the ones that block a blessing."""
-        return [c for c in self.checks if c.enforced and c.status == "failed"]
-
-
-def gate(params: Params, override: str | None = None) -> Verdict:
+def gate(
+    params: Params, override: str | None = None, signing_key: Ed25519PrivateKey | None = None
+) -> Verdict:
     """Judge the model, write models/verdict.json and return the verdict.
 
-    When the gate fails for any reason (a missing metric, a stale audit, a malformed file, an
-    interrupt), any earlier verdict is removed: a blessing must never outlive a gate that could
-    not run.
+    The verdict is signed with `signing_key`, else with the key the environment configures
+    (`signing.SIGNING_KEY_ENV` / `SIGNING_KEY_FILE_ENV`), else left unsigned. The signature
+    covers the whole verdict: the model's sha256, every judged input's sha256 (the metadata's
+    included), every check and the decision.
+
+    When the gate fails for any reason (a missing metric, a stale audit, a malformed file, a
+    broken key, an interrupt), any earlier verdict is removed: a blessing must never outlive a
+    gate that could not run.
     """
     if override is not None and not override.strip():
         raise PipelineError(
@@ -99,13 +67,22 @@ def gate(params: Params, override: str | None = None) -> Verdict:
         )
     paths = params.paths
     try:
-        verdict = judge(params, override)
+        key = signing_key if signing_key is not None else signing_key_from_env()
+        verdict = signed(judge(params, override), key)
         write_json_atomic(paths.verdict, verdict.model_dump(mode="json"))
     except BaseException:
         paths.verdict.unlink(missing_ok=True)
         raise
     log.info("gate: blessed=%s, %d failing checks", verdict.blessed, len(verdict.failures))
     return verdict
+
+
+def signed(verdict: Verdict, key: Ed25519PrivateKey | None) -> Verdict:
+    """The verdict with its signature over its canonical bytes (unchanged without a key)."""
+    if key is None:
+        return verdict
+    content = verdict.model_dump(mode="json", exclude={SIGNATURE_KEY})
+    return verdict.model_copy(update={SIGNATURE_KEY: sign(canonical_bytes(content), key)})
 
 
 def judge(params: Params, override: str | None) -> Verdict:

@@ -33,6 +33,10 @@ if TYPE_CHECKING:
     import pandas as pd
 
 _PREDICT_NORMAL = 0  # C_API_PREDICT_NORMAL: probabilities for a binary objective
+# The LightGBM releases whose C API (the fast single-row calls, LGBM_BoosterCalcNumPredict) and
+# private `_LIB` / `Booster._handle` this module was checked against; a test pins it, so an
+# upgrade outside it fails until someone re-reads c_api.h and widens the range.
+FAST_PATH_CHECKED_LIGHTGBM = ((4, 7), (4, 8))  # >= 4.7, < 4.8
 _DTYPE_FLOAT64 = 1  # C_API_DTYPE_FLOAT64
 
 
@@ -192,15 +196,23 @@ def _numeric_column(name: str, column: pd.Series) -> NDArray[np.float64]:
 class _FastSingleRow:
     """LightGBM's C fast path for one row: a prepared config plus reusable buffers.
 
-    One lock guards the shared buffers and the call, so a threaded web server is safe; the call
-    takes microseconds and ctypes releases the GIL during it.
+    The output buffer is sized from LightGBM's own answer (`LGBM_BoosterCalcNumPredict` for one
+    row), and anything but one number per row is refused: the C call writes as many numbers as
+    the model produces, whatever the buffer holds. One lock guards the shared buffers and the
+    call, so a threaded web server is safe; the call takes microseconds and ctypes releases the
+    GIL during it.
     """
 
     def __init__(self, booster: lgb.Booster, num_features: int):
         lib = _lib()
         self._predict = lib.LGBM_BoosterPredictForMatSingleRowFast
         self._row = np.zeros(num_features, dtype=np.float64)
-        self._out = np.zeros(1, dtype=np.float64)
+        self._out = np.zeros(_outputs_per_row(booster), dtype=np.float64)
+        if self._out.size != 1:
+            raise PipelineError(
+                f"the model produces {self._out.size} numbers per row; only single-output "
+                "binary models can be served"
+            )
         self._out_len = ctypes.c_int64(0)
         self._row_ptr = self._row.ctypes.data_as(ctypes.c_void_p)
         self._out_ptr = self._out.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
@@ -231,11 +243,29 @@ class _FastSingleRow:
                     self._handle, self._row_ptr, ctypes.byref(self._out_len), self._out_ptr
                 )
             )
+            if self._out_len.value != 1:  # never with a binary model; checked, not assumed
+                raise RuntimeError(f"LightGBM wrote {self._out_len.value} numbers for one row")
             return float(self._out[0])
 
     def close(self) -> None:
         with self._lock:
             self._finalizer()
+
+
+def _outputs_per_row(booster: lgb.Booster) -> int:
+    """How many numbers LightGBM writes when it predicts one row (normal prediction, all trees)."""
+    count = ctypes.c_int64(0)
+    _check(
+        _lib().LGBM_BoosterCalcNumPredict(
+            booster._handle,
+            ctypes.c_int(1),
+            ctypes.c_int(_PREDICT_NORMAL),
+            ctypes.c_int(0),
+            ctypes.c_int(-1),
+            ctypes.byref(count),
+        )
+    )
+    return count.value
 
 
 def _lib() -> Any:

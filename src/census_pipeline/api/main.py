@@ -22,6 +22,7 @@ from census_pipeline.api import handlers, logs
 from census_pipeline.api.deps import require_api_key
 from census_pipeline.api.loading import load_served_model
 from census_pipeline.api.middleware import RequestGuard
+from census_pipeline.api.oip import routes as oip
 from census_pipeline.api.routes import bench, health, model, predict, root
 from census_pipeline.api.schemas import CensusRecord
 from census_pipeline.api.settings import Settings
@@ -68,7 +69,8 @@ def _include_routers(app: FastAPI, settings: Settings) -> list[str]:
     app.include_router(root.router)
     app.include_router(health.router)
     app.include_router(model.router)
-    with_bodies = [predict.router]
+    app.include_router(oip.public)
+    with_bodies = [predict.router, oip.inference]
     if settings.enable_bare_endpoint:
         with_bodies.append(bench.router)
     for router in with_bodies:
@@ -82,8 +84,8 @@ def _include_routers(app: FastAPI, settings: Settings) -> list[str]:
 
 
 def _document_record_schema(app: FastAPI) -> None:
-    """Publish `CensusRecord` under components: the routes refer to it but parse bodies
-    themselves (see `body.py`), so FastAPI does not add it on its own."""
+    """Publish `CensusRecord` (and the OIP inference request) under components: the routes
+    refer to them but parse bodies themselves (see `body.py`), so FastAPI does not add them."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -91,6 +93,7 @@ def _document_record_schema(app: FastAPI) -> None:
             schema = generate()
             schemas = schema.setdefault("components", {}).setdefault("schemas", {})
             schemas["CensusRecord"] = CensusRecord.model_json_schema()
+            schemas.update(oip.component_schemas())
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -63,6 +63,11 @@ class Settings(BaseSettings):
         ge=1024,
         description="Larger request bodies get 413 (10,000 records take about 4 MB of JSON).",
     )
+    oip_model_name: str = Field(
+        "census",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        description="The model's name in the Open Inference Protocol's paths (/v2/models/<name>).",
+    )
     log_level: LogLevel = "info"
     allow_unblessed: bool = Field(
         False,
