@@ -34,6 +34,13 @@ def test_course_and_uci_layouts_read_the_same_rows(tmp_path: Path) -> None:
         )
 
 
+def test_windows_line_ends_and_a_byte_order_mark(tmp_path: Path) -> None:
+    (tmp_path / "plain.csv").write_bytes(course_csv())
+    (tmp_path / "windows.csv").write_bytes(b"\xef\xbb\xbf" + course_csv().replace(b"\n", b"\r\n"))
+    plain, windows = _rows(str(tmp_path / "plain.csv")), _rows(str(tmp_path / "windows.csv"))
+    pd.testing.assert_frame_equal(_plain(windows), _plain(plain))
+
+
 def test_gzip_and_rows_without_a_label(tmp_path: Path) -> None:
     text = "\n".join(", ".join(r[:-1]) for r in ROWS) + "\n"  # UCI layout, 14 fields
     (tmp_path / "rows.csv.gz").write_bytes(gzip.compress(text.encode()))

@@ -135,9 +135,12 @@ def _number_result(
     reasons = np.empty(len(values), dtype=object)
     _explain(reasons, missing, name, None, MISSING_RULE)
     _explain(reasons, not_whole, name, shown, INTEGER_RULE)
-    _explain(reasons, outside, name, shown, f"outside {low}..{high}")
+    # A whole number is shown as one (400), however it was stored, so reasons do not depend on
+    # whether its piece happened to be read as text.
+    whole = pd.Series(np.where(checked, np.nan_to_num(values), 0).astype(np.int64))
+    _explain(reasons, outside, name, whole, f"outside {low}..{high}")
     bad = missing | not_whole | outside
-    typed = np.where(bad, 0, np.nan_to_num(values)).astype(np.int64)
+    typed = np.where(bad, 0, whole.to_numpy())
     return _ColumnCheck(pd.Series(typed, index=shown.index, name=name), bad, reasons)
 
 

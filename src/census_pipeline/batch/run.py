@@ -51,6 +51,7 @@ class Engine:
     workers: int | None = None  # local cluster; None: one per core
     threads_per_worker: int = 1
     progress: bool = False
+    connect_timeout_s: float = 10.0  # how long to try reaching `scheduler`
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,9 @@ def _client(engine: Engine, announce: Callable[[str], None]) -> Iterator[Any]:
 
     if engine.scheduler:
         try:
-            client = Client(engine.scheduler, timeout="10s")  # type: ignore[no-untyped-call]
+            client = Client(  # type: ignore[no-untyped-call]
+                engine.scheduler, timeout=f"{engine.connect_timeout_s}s"
+            )
         except (OSError, TimeoutError) as exc:
             raise PipelineError(
                 f"cannot reach the Dask scheduler at {engine.scheduler} ({exc})"

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import fsspec
 import pandas as pd
 from fsspec.core import url_to_fs
-from fsspec.utils import read_block
+from fsspec.implementations.local import LocalFileSystem
 
 from census_pipeline.batch.rows import missing_features, normalise_columns
 from census_pipeline.errors import PipelineError
@@ -69,10 +69,17 @@ def input_files(source: str) -> tuple[Format, list[str]]:
             f"{source}: no input files found (expected a .csv, .csv.gz or .parquet file, "
             "a folder of them, or a glob)"
         )
-    formats = {_format_of(fs.unstrip_protocol(f)) for f in files}
+    urls = [_url(fs, f) for f in sorted(files)]
+    formats = {_format_of(url) for url in urls}
     if len(formats) > 1:
         raise PipelineError(f"{source}: mixes CSV and Parquet files; score each kind separately")
-    return formats.pop(), [fs.unstrip_protocol(f) for f in sorted(files)]
+    return formats.pop(), urls
+
+
+def _url(fs: Any, path: str) -> str:
+    """A local file stays a plain path (what users recognise in the quarantine); others keep
+    their protocol, so workers open the same object."""
+    return str(path) if isinstance(fs, LocalFileSystem) else str(fs.unstrip_protocol(path))
 
 
 def _is_data_file(path: str) -> bool:
@@ -201,7 +208,7 @@ def _first_line(url: str, compression: str | None) -> str:
                 f"{url}: byte {exc.start} is not valid UTF-8, expected census rows as UTF-8 text"
             ) from exc
         text = head[: exc.start].decode("utf-8")
-    for line in text.splitlines():
+    for line in text.removeprefix("\ufeff").splitlines():
         if line.strip() and not line.startswith("|"):
             return line
     raise PipelineError(f"{url}: no data rows, expected census rows of {len(COLUMNS)} fields")
@@ -239,28 +246,45 @@ def _read_parquet(piece: Piece) -> pd.DataFrame:
 
 
 def _read_csv(piece: Piece) -> pd.DataFrame:
-    data = _csv_bytes(piece)
+    start, data = _csv_bytes(piece)
     if not data.strip():
         return pd.DataFrame({name: pd.Series(dtype="string") for name in piece.names})
-    frame = _parse_csv(data, piece, numbers_as_text=False)
+    frame = _parse_csv(data, start, piece, numbers_as_text=False)
     typed = [name for name in NUMERIC if name in frame.columns]
     if all(pd.api.types.is_integer_dtype(frame[name].dtype) for name in typed):
         return frame
     # A word or a decimal in a number column: re-read it as text so each row is judged alone
     # (rare, so the fast typed parse stays the common case).
-    return _parse_csv(data, piece, numbers_as_text=True)
+    return _parse_csv(data, start, piece, numbers_as_text=True)
 
 
-def _csv_bytes(piece: Piece) -> bytes:
+def _csv_bytes(piece: Piece) -> tuple[int, bytes]:
+    """The piece's whole lines and the file offset of the first: a line belongs to the piece
+    its first byte falls in (a piece after the first starts after the line end it lands in)."""
     with fsspec.open(piece.url, "rb", compression=piece.compression) as handle:
         if piece.length is None:
-            data: bytes = handle.read()
-        else:
-            data = read_block(handle, piece.offset, piece.length, delimiter=b"\n")
-    return data
+            return 0, handle.read()
+        start = _line_start(handle, piece.offset)
+        end = _line_start(handle, piece.offset + piece.length)
+        handle.seek(start)
+        return start, handle.read(end - start)
 
 
-def _parse_csv(data: bytes, piece: Piece, *, numbers_as_text: bool) -> pd.DataFrame:
+def _line_start(handle: Any, offset: int) -> int:
+    """The first line start at or after `offset` (the file's end if none)."""
+    if offset == 0:
+        return 0
+    position = offset - 1
+    handle.seek(position)
+    while chunk := handle.read(_PEEK_BYTES):
+        found: int = chunk.find(b"\n")
+        if found >= 0:
+            return position + found + 1
+        position += len(chunk)
+    return position
+
+
+def _parse_csv(data: bytes, start: int, piece: Piece, *, numbers_as_text: bool) -> pd.DataFrame:
     text_columns = [name for name in piece.names if name not in NUMERIC or numbers_as_text]
     try:
         return pd.read_csv(
@@ -276,4 +300,21 @@ def _parse_csv(data: bytes, piece: Piece, *, numbers_as_text: bool) -> pd.DataFr
             engine="c",
         )
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-        raise PipelineError(f"{piece.url}: not a readable census CSV ({exc})") from exc
+        raise PipelineError(f"{piece.url}: {_parse_problem(data, start, piece, exc)}") from None
+
+
+def _parse_problem(data: bytes, start: int, piece: Piece, exc: Exception) -> str:
+    """Where a block failed to parse, as a byte offset in the file (pandas' line numbers count
+    from the start of the block, which would mislead)."""
+    position = start
+    for line in data.split(b"\n"):
+        text = line.decode("utf-8", "replace").rstrip("\r")
+        fields = text.count(",") + 1
+        comment = piece.comment is not None and text.startswith(piece.comment)
+        if text.strip() and not comment and fields != len(piece.names):
+            return (
+                f"byte {position}: found {fields} comma-separated fields, expected "
+                f"{len(piece.names)}: {text[:60]!r}"
+            )
+        position += len(line) + 1
+    return f"not a readable census CSV ({exc})"
