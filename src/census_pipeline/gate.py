@@ -96,7 +96,7 @@ def judge(params: Params, override: str | None) -> Verdict:
     checks = [
         *overall_checks(metrics, params.gate, paths.metrics),
         *slice_checks(read_slices(paths.slices), params.gate),
-        *fairness_checks(summary, params.gate),
+        *fairness_checks(summary, params.gate, metadata.mitigated),
         *change_checks(metrics, baseline, params.gate, paths.baseline_dir / BASELINE_METRICS),
     ]
     return decide(checks, override, metadata, metrics, summary, params, baseline)
@@ -123,17 +123,29 @@ def decide(
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         checks=checks,
         override=recorded,
-        policy=policy_record(params.gate, summary),
+        policy=policy_record(params.gate, summary, metadata),
         headline_metrics={k: float(metrics[k]) for k in HEADLINE},
         baseline=_baseline_identity(baseline),
         inputs=input_digests(params, baseline is not None),
     )
 
 
-def policy_record(policy: GateParams, summary: AuditSummary) -> dict[str, Any]:
-    """What was applied, including the tolerance the audit used (checked equal to params)."""
+def policy_record(
+    policy: GateParams, summary: AuditSummary, metadata: ModelMetadata
+) -> dict[str, Any]:
+    """What was applied, including the tolerance the audit used (checked equal to params).
+
+    Each parity's `enforced` is what applied to this model: `enforced_when_mitigated` when the
+    model carries a mitigation (and the policy sets it), so the card shows what was enforced.
+    """
+    record = policy.model_dump(mode="json")
+    mitigated = metadata.mitigated
+    for parity, rule in policy.fairness.items():
+        record["fairness"][parity]["enforced"] = rule.applies(mitigated)
+    mitigation = metadata.mitigation.method if metadata.mitigation is not None else "none"
     return {
-        **policy.model_dump(mode="json"),
+        **record,
+        "mitigation": mitigation,
         "audit": {"tau": summary.tau, "alpha": summary.alpha, "min_support": summary.min_support},
     }
 
@@ -443,8 +455,11 @@ def _slice_check(
     )
 
 
-def fairness_checks(summary: AuditSummary, policy: GateParams) -> list[Check]:
-    """One check per parity and attribute, enforced or reported as the policy says."""
+def fairness_checks(
+    summary: AuditSummary, policy: GateParams, mitigated: bool = False
+) -> list[Check]:
+    """One check per parity and attribute, enforced or reported as the policy says (for a
+    mitigated model, as its `enforced_when_mitigated` says where set)."""
     checks = []
     for parity, rule in policy.fairness.items():
         if parity not in summary.parities:
@@ -454,7 +469,8 @@ def fairness_checks(summary: AuditSummary, policy: GateParams) -> list[Check]:
         groups = summary.parities[parity].groups
         for attribute in summary.attributes:
             own = [g for g in groups if g.attribute == attribute]
-            checks.append(_fairness_check(parity, attribute, own, rule.enforced, summary))
+            enforced = rule.applies(mitigated)
+            checks.append(_fairness_check(parity, attribute, own, enforced, summary))
     return checks
 
 
@@ -520,21 +536,25 @@ def _fairness_check(
 def change_checks(
     metrics: dict[str, Any], baseline: dict[str, Any] | None, policy: GateParams, source: Path
 ) -> list[Check]:
-    rules = [(m, -limit) for m, limit in policy.change.max_drop.items()]
-    rules += [(m, limit) for m, limit in policy.change.max_rise.items()]
-    return [_change_check(metrics, baseline, metric, limit, source) for metric, limit in rules]
+    # The direction is carried explicitly: a bound of 0 ("no drop at all") has no sign to tell
+    # a drop from a rise by, and -0.0 < 0 is False.
+    rules: list[tuple[str, Literal["drop", "rise"], float]]
+    rules = [(m, "drop", limit) for m, limit in policy.change.max_drop.items()]
+    rules += [(m, "rise", limit) for m, limit in policy.change.max_rise.items()]
+    return [_change_check(metrics, baseline, m, way, limit, source) for m, way, limit in rules]
 
 
 def _change_check(
     metrics: dict[str, Any],
     baseline: dict[str, Any] | None,
     metric: str,
+    way: Literal["drop", "rise"],
     limit: float,
     source: Path,
 ) -> Check:
-    """`limit` < 0 bounds a drop (higher is better), > 0 a rise (lower is better)."""
+    """`drop` bounds a fall (higher is better), `rise` a climb (lower is better); 0 allows none."""
     current = metric_value(metrics, metric, Path("current metrics"))
-    bound = f"drop <= {-limit:g}" if limit < 0 else f"rise <= {limit:g}"
+    bound = f"{way} <= {limit:g}"
     name = f"change:{metric}"
     if baseline is None:
         return Check(
@@ -549,7 +569,7 @@ def _change_check(
         )
     previous = metric_value(baseline["metrics"], metric, source)
     delta = current - previous
-    passed = delta >= limit if limit < 0 else delta <= limit
+    passed = -delta <= limit if way == "drop" else delta <= limit
     verb = "within" if passed else "beyond"
     return Check(
         name=name,
@@ -591,11 +611,16 @@ def promote(params: Params) -> Path:
             f"{paths.metrics}: changed since the verdict; run `census-pipeline gate`"
         )
     folder = paths.baseline_dir
-    # Both or neither: a baseline's metrics must never sit beside another model's verdict.
-    replace_all(
-        {
-            folder / BASELINE_METRICS: paths.metrics.read_bytes(),
-            folder / BASELINE_VERDICT: paths.verdict.read_bytes(),
-        }
-    )
+    outputs = {
+        folder / BASELINE_METRICS: paths.metrics.read_bytes(),
+        folder / BASELINE_VERDICT: paths.verdict.read_bytes(),
+    }
+    # The training data's profile goes along, so the next data report can measure its shift.
+    if paths.train_profile.is_file():
+        outputs[paths.baseline_profile] = paths.train_profile.read_bytes()
+    else:
+        log.warning("%s: not found, so the baseline has no data profile", paths.train_profile)
+        paths.baseline_profile.unlink(missing_ok=True)
+    # All or none: a baseline's metrics must never sit beside another model's verdict.
+    replace_all(outputs)
     return folder
