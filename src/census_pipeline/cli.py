@@ -18,7 +18,8 @@ from census_pipeline.config import Params, load_params
 from census_pipeline.errors import PipelineError
 
 app = typer.Typer(
-    help="Census Income pipeline: ingest, validate, clean, train, evaluate, audit, gate, card.",
+    help="Census Income pipeline: ingest, validate, clean, train, evaluate, audit, tradeoff, "
+    "gate, card.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -345,13 +346,47 @@ def _bytes(text: str, parse: Callable[[str], int]) -> int:
 def audit(params: ParamsOption = None) -> None:
     """Bias audit of the test predictions: group metrics, disparities, fairness, figures."""
     from census_pipeline.audit import audit as run_audit
+    from census_pipeline.audit import console_lines
 
-    result = run_audit(_params(params))
-    for parity, entry in result.summary["parities"].items():
-        verdict = "holds" if entry["fair"] else f"fails for {', '.join(entry['unfair'])}"
-        typer.echo(f"{parity} ({entry['name']}): {verdict}")
+    resolved = _params(params)
+    result = run_audit(resolved)
+    for line in console_lines(result.summary, resolved.gate.fairness, _mitigated(resolved)):
+        typer.echo(line)
     typer.echo(f"table: {result.table}")
     typer.echo(f"summary: {result.summary_path}")
+
+
+def _mitigated(params: Params) -> bool:
+    """Whether the current model carries a mitigation (it switches the parities enforced)."""
+    from census_pipeline.artifact import ArtifactError, read_metadata
+
+    try:
+        return read_metadata(params.paths.model_metadata).mitigated
+    except ArtifactError:
+        return False
+
+
+@app.command()
+@_clear_errors
+def tradeoff(params: ParamsOption = None) -> None:
+    """Measure every fairness mitigation (validation, then test): accuracy, AUC, F1, parities.
+
+    Builds each method at the model's hyperparameters whatever `fairness.mitigation` is, and
+    writes reports/fairness/ (table, summary, disparity-vs-accuracy figure).
+    """
+    from census_pipeline.tradeoff import tradeoff as run_tradeoff
+
+    result = run_tradeoff(_params(params))
+    for method, splits in result.summary["methods"].items():
+        test = splits["test"]
+        fnr = {a: test["parities"][a]["fnr"]["disparity"] for a in ("sex", "race")}
+        worst = ", ".join(f"{a} {v:.2f}" if v is not None else f"{a} n/a" for a, v in fnr.items())
+        typer.echo(
+            f"{method}: test accuracy {test['accuracy']:.4f}, ROC AUC {test['roc_auc']:.4f}, "
+            f"F1 {test['f1']:.4f}; worst FNR disparity {worst}"
+        )
+    typer.echo(f"table: {result.table}")
+    typer.echo(f"figure: {result.figure}")
 
 
 @app.command()
