@@ -15,7 +15,7 @@ import io
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightgbm as lgb
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
@@ -27,6 +27,51 @@ from census_pipeline.files import sha256_bytes, write_bytes_atomic, write_json_a
 
 class ArtifactError(PipelineError):
     """The model or its metadata is missing, changed, truncated or inconsistent."""
+
+
+class GroupThresholds(BaseModel):
+    """Per-group decision thresholds (the `group_thresholds` mitigation), applied by `Predictor`.
+
+    `groupings` are tried in order: a record takes the threshold of the first grouping whose
+    group (its values joined by " x ", e.g. "Black x Female") is listed, else the model's single
+    threshold. Plain JSON, so the servable artifact stays free of pickle.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    groupings: list[list[str]]
+    # Grouping name ("race x sex") -> group -> threshold.
+    thresholds: dict[str, dict[str, float]]
+    target_tpr: float
+    rule: str
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GroupThresholds:
+        names = [" x ".join(g) for g in self.groupings]
+        if set(self.thresholds) - set(names):
+            raise ValueError(f"thresholds name groupings not in {names}")
+        bad = [t for table in self.thresholds.values() for t in table.values() if not 0 <= t <= 1]
+        if bad:
+            raise ValueError(f"group threshold {bad[0]} is not a probability")
+        return self
+
+
+class MitigationRecord(BaseModel):
+    """How the model was mitigated for fairness, and what the predictor must apply."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: Literal["none", "group_thresholds", "reweighing"]
+    description: str
+    group_thresholds: GroupThresholds | None = None
+    # Reweighing: "group | label" -> the weight its training rows got.
+    weights: dict[str, float] | None = None
+
+    @model_validator(mode="after")
+    def _has_what_it_needs(self) -> MitigationRecord:
+        if (self.method == "group_thresholds") != (self.group_thresholds is not None):
+            raise ValueError("group_thresholds is required by, and only by, that method")
+        return self
 
 
 # The only kind of model anything here scores: one probability per row.
@@ -80,6 +125,12 @@ class ModelMetadata(BaseModel):
     git_commit: str | None
     validation_metrics: dict[str, float]
     tuning: dict[str, Any]
+    # Absent in models trained before mitigations existed: they are unmitigated.
+    mitigation: MitigationRecord | None = None
+
+    @property
+    def mitigated(self) -> bool:
+        return self.mitigation is not None and self.mitigation.method != "none"
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelMetadata:

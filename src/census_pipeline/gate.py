@@ -96,7 +96,7 @@ def judge(params: Params, override: str | None) -> Verdict:
     checks = [
         *overall_checks(metrics, params.gate, paths.metrics),
         *slice_checks(read_slices(paths.slices), params.gate),
-        *fairness_checks(summary, params.gate),
+        *fairness_checks(summary, params.gate, metadata.mitigated),
         *change_checks(metrics, baseline, params.gate, paths.baseline_dir / BASELINE_METRICS),
     ]
     return decide(checks, override, metadata, metrics, summary, params, baseline)
@@ -123,17 +123,29 @@ def decide(
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         checks=checks,
         override=recorded,
-        policy=policy_record(params.gate, summary),
+        policy=policy_record(params.gate, summary, metadata),
         headline_metrics={k: float(metrics[k]) for k in HEADLINE},
         baseline=_baseline_identity(baseline),
         inputs=input_digests(params, baseline is not None),
     )
 
 
-def policy_record(policy: GateParams, summary: AuditSummary) -> dict[str, Any]:
-    """What was applied, including the tolerance the audit used (checked equal to params)."""
+def policy_record(
+    policy: GateParams, summary: AuditSummary, metadata: ModelMetadata
+) -> dict[str, Any]:
+    """What was applied, including the tolerance the audit used (checked equal to params).
+
+    Each parity's `enforced` is what applied to this model: `enforced_when_mitigated` when the
+    model carries a mitigation (and the policy sets it), so the card shows what was enforced.
+    """
+    record = policy.model_dump(mode="json")
+    mitigated = metadata.mitigated
+    for parity, rule in policy.fairness.items():
+        record["fairness"][parity]["enforced"] = rule.applies(mitigated)
+    mitigation = metadata.mitigation.method if metadata.mitigation is not None else "none"
     return {
-        **policy.model_dump(mode="json"),
+        **record,
+        "mitigation": mitigation,
         "audit": {"tau": summary.tau, "alpha": summary.alpha, "min_support": summary.min_support},
     }
 
@@ -443,8 +455,11 @@ def _slice_check(
     )
 
 
-def fairness_checks(summary: AuditSummary, policy: GateParams) -> list[Check]:
-    """One check per parity and attribute, enforced or reported as the policy says."""
+def fairness_checks(
+    summary: AuditSummary, policy: GateParams, mitigated: bool = False
+) -> list[Check]:
+    """One check per parity and attribute, enforced or reported as the policy says (for a
+    mitigated model, as its `enforced_when_mitigated` says where set)."""
     checks = []
     for parity, rule in policy.fairness.items():
         if parity not in summary.parities:
@@ -454,7 +469,8 @@ def fairness_checks(summary: AuditSummary, policy: GateParams) -> list[Check]:
         groups = summary.parities[parity].groups
         for attribute in summary.attributes:
             own = [g for g in groups if g.attribute == attribute]
-            checks.append(_fairness_check(parity, attribute, own, rule.enforced, summary))
+            enforced = rule.applies(mitigated)
+            checks.append(_fairness_check(parity, attribute, own, enforced, summary))
     return checks
 
 

@@ -52,32 +52,41 @@ class ServedModel:
 
     def predict_one(self, record: dict[str, Any], explain: bool = False) -> dict[str, Any]:
         """`record` as validated by `body.RECORD`: hyphenated keys, values in their domains."""
-        probability = self.predictor.probability_one(record)
-        return self._prediction(probability, self._explain(record) if explain else None)
+        one = self.predictor.predict_one(record)
+        explanation = self._explain(record) if explain else None
+        return self._prediction(one.probability, one.label, one.threshold, explanation)
 
     def predict_many(
         self, records: Sequence[dict[str, Any]], explain: bool = False
     ) -> list[dict[str, Any]]:
-        probabilities = self.predictor.predict_many(records).probabilities.tolist()
+        scored = self.predictor.predict_many(records)
+        answers = zip(
+            scored.probabilities.tolist(), scored.labels, scored.thresholds.tolist(), strict=True
+        )
         if not explain:
-            return [self._prediction(probability, None) for probability in probabilities]
+            return [self._prediction(p, label, t, None) for p, label, t in answers]
         # One pred_contrib call for the whole batch, not one per record.
         contributions = self.predictor.contributions_many(records).tolist()
         names = self.predictor.feature_names
         return [
-            self._prediction(probability, self._top(record, zip(names, row, strict=True)))
-            for probability, record, row in zip(probabilities, records, contributions, strict=True)
+            self._prediction(p, label, t, self._top(record, zip(names, row, strict=True)))
+            for (p, label, t), record, row in zip(answers, records, contributions, strict=True)
         ]
 
     def _prediction(
-        self, probability: float, explanation: list[dict[str, Any]] | None
+        self,
+        probability: float,
+        label: str,
+        threshold: float,
+        explanation: list[dict[str, Any]] | None,
     ) -> dict[str, Any]:
         # A plain dict shaped like `Prediction`: building the model instance would cost ten
-        # times more, for values that come from the model rather than from a client.
+        # times more, for values that come from the model rather than from a client. The
+        # label and threshold are the Predictor's (the record's group's, under group thresholds).
         answer: dict[str, Any] = {
-            "label": self.predictor.label(probability),
+            "label": label,
             "probability": probability,
-            "threshold": self.info.threshold,
+            "threshold": threshold,
             "model_version": self.info.model_version,
         }
         if explanation is not None:

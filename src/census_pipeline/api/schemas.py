@@ -117,7 +117,12 @@ class Prediction(BaseModel):
 
     label: Label = Field(description="'>50K' when probability >= threshold, else '<=50K'.")
     probability: float = Field(ge=0, le=1, description="Predicted probability of >50K.")
-    threshold: float = Field(ge=0, le=1, description="Decision threshold chosen in training.")
+    threshold: float = Field(
+        ge=0,
+        le=1,
+        description="Decision threshold this record was labelled at: the model's, or its "
+        "group's when the model was mitigated with group thresholds.",
+    )
     model_version: str
     id: str | None = Field(
         None,
