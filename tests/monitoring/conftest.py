@@ -6,6 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from census_pipeline.config import Params
+
 from .postgres import PostgresServer
 
 
@@ -17,3 +19,12 @@ def postgres() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.destroy()
+
+
+@pytest.fixture(scope="session")
+def profiled_project(trained_project: Params) -> Params:
+    """The session's trained model with its reference profile (the profile stage)."""
+    from census_pipeline.profile import profile
+
+    profile(trained_project)
+    return trained_project
