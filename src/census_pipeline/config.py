@@ -104,6 +104,10 @@ class PathsParams(_Section):
         return self.evaluation_dir / "slices.csv"
 
     @property
+    def importance(self) -> Path:
+        return self.evaluation_dir / "importance.csv"
+
+    @property
     def slice_output(self) -> Path:
         return self.evaluation_dir / "slice_output.txt"
 
@@ -143,6 +147,22 @@ class PathsParams(_Section):
     @property
     def monitoring_html(self) -> Path:
         return self.monitoring_dir / "report.html"
+
+    @property
+    def fairness_dir(self) -> Path:
+        return self.reports_dir / "fairness"
+
+    @property
+    def tradeoff_table(self) -> Path:
+        return self.fairness_dir / "tradeoff.csv"
+
+    @property
+    def tradeoff_summary(self) -> Path:
+        return self.fairness_dir / "tradeoff.json"
+
+    @property
+    def tradeoff_figure(self) -> Path:
+        return self.fairness_dir / "figures" / "tradeoff.png"
 
     @property
     def card_dir(self) -> Path:
@@ -429,6 +449,19 @@ class GateParams(_Section):
         return self
 
 
+class CardParams(_Section):
+    """Owned by the card step: who stands behind the model and how to cite and reuse it."""
+
+    owner: str = Field("census-pipeline maintainers", min_length=1)
+    contact: str = Field("the project's issue tracker", min_length=1)
+    licence: str = Field("MIT (code and model); the data: CC BY 4.0 (UCI Adult)", min_length=1)
+    citation: str = Field(
+        "Becker, B. and Kohavi, R. (1996). Adult. UCI Machine Learning Repository. "
+        "https://doi.org/10.24432/C5XW20",
+        min_length=1,
+    )
+
+
 MITIGATIONS = ("none", "group_thresholds", "reweighing")
 Mitigation = Literal["none", "group_thresholds", "reweighing"]
 
@@ -513,6 +546,7 @@ class Params(_Section):
     gate: GateParams = GateParams()
     monitor: MonitorParams = MonitorParams()
     fairness: FairnessParams = FairnessParams()
+    card: CardParams = CardParams()
 
 
 def with_pins(params: Params, pins: list[str]) -> Params:

@@ -64,6 +64,8 @@ class SplitCheck:
 
     @cached_property
     def valid(self) -> pd.DataFrame:
+        if self.failures.empty:
+            return self.table.frame  # no copy of a million rows to drop nothing
         return self.table.frame.drop(index=pd.Index(self.failures["row"].unique()))
 
 
@@ -73,6 +75,7 @@ class ValidationReport:
 
     path: Path
     splits: dict[str, dict[str, Any]]
+    shift: dict[str, Any]
 
 
 def census_schema() -> pa.DataFrameSchema:
@@ -209,15 +212,16 @@ def validate(params: Params) -> ValidationReport:
         raise
     splits = {split: _split_summary(params, split, check) for split, check in checks.items()}
     profile = training_profile(params, checks["train"])
+    shift = shift_from_baseline(params, checks["train"].valid)
     payload = {
         "max_quarantine_share": params.data.max_quarantine_share,
         "splits": splits,
-        "shift": shift_from_baseline(params, checks["train"].valid),
+        "shift": shift,
     }
     replace_all({report_path: json_bytes(payload), params.paths.train_profile: json_bytes(profile)})
     for split, summary in splits.items():
         log.info("%s: %d rows, %d quarantined", split, summary["rows"], summary["quarantined_rows"])
-    return ValidationReport(path=report_path, splits=splits)
+    return ValidationReport(path=report_path, splits=splits, shift=shift)
 
 
 def training_profile(params: Params, check: SplitCheck) -> dict[str, Any]:

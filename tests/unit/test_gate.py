@@ -200,6 +200,23 @@ def test_a_rise_of_a_lower_is_better_metric_is_bounded(make: Callable[..., Param
     assert _check(gate(params), "change:brier").status == "failed"
 
 
+def test_promote_saves_the_training_data_profile_for_the_next_shift_report(
+    make: Callable[..., Params],
+) -> None:
+    params = make()
+    gate(params)
+    profile = params.paths.train_profile
+    profile.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(profile, {"version": 1, "rows": 3, "numeric": {}, "categorical": {}})
+    promote(params)
+    assert params.paths.baseline_profile.read_bytes() == profile.read_bytes()
+    # A model promoted without a profile must not leave the previous model's profile behind.
+    profile.unlink()
+    gate(params)
+    promote(params)
+    assert not params.paths.baseline_profile.exists()
+
+
 def test_promote_refuses_an_unblessed_model(make: Callable[..., Params]) -> None:
     params = make(metrics=_with(f1=0.5))
     gate(params)
