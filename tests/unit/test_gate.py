@@ -169,12 +169,52 @@ def test_promote_then_a_drop_beyond_the_bound_fails(make: Callable[..., Params])
     assert _check(gate(params), "change:roc_auc").status == "passed"
 
 
+@pytest.mark.parametrize("delta", [-0.0005, -1e-9])
+def test_a_zero_drop_bound_allows_no_drop_at_all(make: Callable[..., Params], delta: float) -> None:
+    params = make(overrides={"gate.change.max_drop": {"roc_auc": 0}, "gate.change.max_rise": {}})
+    gate(params)
+    promote(params)
+    write_metrics(params, _with(roc_auc=GOOD_METRICS["roc_auc"] + delta))
+    check = _check(gate(params), "change:roc_auc")
+    assert check.status == "failed" and check.bound == "drop <= 0"
+    write_metrics(params, _with(roc_auc=GOOD_METRICS["roc_auc"]))
+    assert _check(gate(params), "change:roc_auc").status == "passed"
+
+
+def test_a_zero_rise_bound_allows_no_rise(make: Callable[..., Params]) -> None:
+    params = make(overrides={"gate.change.max_rise": {"brier": 0.0}})
+    gate(params)
+    promote(params)
+    write_metrics(params, _with(brier=GOOD_METRICS["brier"] + 0.0001))
+    check = _check(gate(params), "change:brier")
+    assert check.status == "failed" and check.bound == "rise <= 0"
+    write_metrics(params, _with(brier=GOOD_METRICS["brier"] - 0.0001))
+    assert _check(gate(params), "change:brier").status == "passed"
+
+
 def test_a_rise_of_a_lower_is_better_metric_is_bounded(make: Callable[..., Params]) -> None:
     params = make()
     gate(params)
     promote(params)
     write_metrics(params, _with(brier=GOOD_METRICS["brier"] + 0.006))
     assert _check(gate(params), "change:brier").status == "failed"
+
+
+def test_promote_saves_the_training_data_profile_for_the_next_shift_report(
+    make: Callable[..., Params],
+) -> None:
+    params = make()
+    gate(params)
+    profile = params.paths.train_profile
+    profile.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(profile, {"version": 1, "rows": 3, "numeric": {}, "categorical": {}})
+    promote(params)
+    assert params.paths.baseline_profile.read_bytes() == profile.read_bytes()
+    # A model promoted without a profile must not leave the previous model's profile behind.
+    profile.unlink()
+    gate(params)
+    promote(params)
+    assert not params.paths.baseline_profile.exists()
 
 
 def test_promote_refuses_an_unblessed_model(make: Callable[..., Params]) -> None:
