@@ -174,6 +174,16 @@ def train(params: ParamsOption = None) -> None:
 
 @app.command()
 @_clear_errors
+def profile(params: ParamsOption = None) -> None:
+    """Save the reference profile the monitor compares live requests with (validation split)."""
+    from census_pipeline.profile import profile as run_profile
+
+    result = run_profile(_params(params))
+    typer.echo(f"reference profile of {result.rows} validation rows -> {result.path}")
+
+
+@app.command()
+@_clear_errors
 def evaluate(params: ParamsOption = None) -> None:
     """Score the official test set: metrics, curves, test predictions, slices with intervals."""
     from census_pipeline.evaluate import evaluate as run_evaluate
@@ -449,6 +459,49 @@ def card(params: ParamsOption = None) -> None:
     result = run_card(_params(params))
     typer.echo(f"card: {result.markdown}")
     typer.echo(f"card: {result.html}")
+
+
+@app.command()
+@_clear_errors
+def monitor(
+    params: ParamsOption = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            help="The prediction log (default: $CENSUS_API_DATABASE_URL, then monitor.database_url "
+            "in params.yaml, then the service's SQLite file logs/predictions.sqlite).",
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Window start: ISO 8601 time or 24h / 7d ago (default: monitor.window)."),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Window end: ISO 8601 time or a duration ago (default: now).")
+    ] = None,
+) -> None:
+    """Drift and live-quality report of the prediction log; exit 1 when an alert fires.
+
+    Compares the logged records of the window with the reference profile (`profile`), writes
+    reports/monitoring/report.json and report.html (docs/monitoring.md).
+    """
+    from census_pipeline.monitor import monitor as run_monitor
+
+    result = run_monitor(_params(params), database_url, since, until)
+    report = result.report
+    typer.echo(
+        f"{report['log']['rows']} logged records, {report['quality']['feedback_rows']} with "
+        f"feedback, {report['window']['since']} to {report['window']['until']}"
+    )
+    for warning in report["warnings"]:
+        typer.echo(f"warning: {warning}", err=True)
+    for alert in result.alerts:
+        typer.echo(f"ALERT {alert}", err=True)
+    typer.echo(f"report: {result.json_path}")
+    typer.echo(f"report: {result.html_path}")
+    if result.alerts:
+        raise typer.Exit(1)
 
 
 @app.command()
