@@ -15,13 +15,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI
-from fastapi.routing import APIRoute
 
 from census_pipeline import __version__
 from census_pipeline.api import handlers, logs
 from census_pipeline.api.deps import require_api_key
+from census_pipeline.api.lifecycle import drain_on_sigterm, explain_pool
 from census_pipeline.api.loading import load_served_model
-from census_pipeline.api.middleware import RequestGuard
+from census_pipeline.api.middleware import BodyLimits, RequestGuard
 from census_pipeline.api.routes import bench, health, model, predict, root
 from census_pipeline.api.schemas import CensusRecord
 from census_pipeline.api.settings import Settings
@@ -54,15 +54,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.model = None
-    body_routes = _include_routers(app, settings)
+    app.state.draining = False
+    app.state.explain_pool = None
+    _include_routers(app, settings)
     _document_record_schema(app)
     handlers.install(app)
-    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes, paths=body_routes)
+    # `app.routes` is read when the middleware stack is built, at start-up: every router
+    # included by then has its body routes guarded.
+    app.add_middleware(RequestGuard, routes=app.routes, limits=_body_limits(settings))
     return app
 
 
-def _include_routers(app: FastAPI, settings: Settings) -> list[str]:
-    """Wire the routers; answer the paths whose POST takes a body (the size guard's)."""
+def _body_limits(settings: Settings) -> BodyLimits:
+    """Single-record routes get a limit of kilobytes; every other body route the batch one."""
+    record_routes = ["/predict", "/bench/bare"]
+    return BodyLimits(
+        default_bytes=settings.max_body_bytes,
+        timeout_s=settings.body_timeout_s,
+        per_path=dict.fromkeys(record_routes, settings.max_record_body_bytes),
+        settings=dict.fromkeys(record_routes, "CENSUS_API_MAX_RECORD_BODY_BYTES"),
+        default_setting="CENSUS_API_MAX_BODY_BYTES",
+    )
+
+
+def _include_routers(app: FastAPI, settings: Settings) -> None:
+    """Wire the routers; the prediction routes behind the API key when one is set."""
     # With no key configured the check is left out entirely rather than run as a no-op.
     guarded = [Depends(require_api_key)] if settings.api_key is not None else []
     app.include_router(root.router)
@@ -73,12 +89,6 @@ def _include_routers(app: FastAPI, settings: Settings) -> list[str]:
         with_bodies.append(bench.router)
     for router in with_bodies:
         app.include_router(router, dependencies=guarded)
-    return [
-        route.path
-        for router in with_bodies
-        for route in router.routes
-        if isinstance(route, APIRoute) and "POST" in (route.methods or ())
-    ]
 
 
 def _document_record_schema(app: FastAPI) -> None:
@@ -107,6 +117,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         logger.critical("refusing to start: %s", exc)
         raise StartupRefused(str(exc)) from None
     app.state.model = served
+    app.state.explain_pool = explain_pool(settings.explain_concurrency)
+    drain_on_sigterm(app, settings.drain_s)
     # Everything loaded so far (frameworks, model, schemas) lives as long as the process. Moving
     # it out of the collector's reach keeps full collections from scanning it again and again:
     # they were stalls of up to 100 ms in the latency tail (docs/api.md, "Performance").
@@ -119,6 +131,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     yield
     app.state.model = None
+    app.state.explain_pool.shutdown(wait=True, cancel_futures=True)
     served.predictor.close()
 
 

@@ -1,8 +1,12 @@
-"""Liveness and readiness probes for load balancers and orchestrators."""
+"""Liveness and readiness probes for load balancers and orchestrators.
+
+`/ready` turns 503 as soon as the worker gets SIGTERM (`lifecycle.drain_on_sigterm`), while
+requests are still served, so a load balancer stops routing to it before it goes away.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException, Request, status
 
 from census_pipeline.api.deps import ModelDep
 from census_pipeline.api.schemas import ErrorResponse, Health, Readiness
@@ -19,7 +23,11 @@ async def health() -> Health:
     "/ready",
     response_model=Readiness,
     summary="The model is loaded",
-    responses={503: {"model": ErrorResponse, "description": "Model not loaded yet."}},
+    responses={
+        503: {"model": ErrorResponse, "description": "Model not loaded yet, or shutting down."}
+    },
 )
-async def ready(model: ModelDep) -> Readiness:
+async def ready(model: ModelDep, request: Request) -> Readiness:
+    if request.app.state.draining:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "shutting down")
     return Readiness(model_version=model.version, blessed=model.info.blessed)
