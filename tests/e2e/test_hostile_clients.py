@@ -9,79 +9,15 @@ the CENSUS_API_* settings) so the tests take seconds.
 from __future__ import annotations
 
 import json
-import os
-import re
 import signal
 import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import free_port
+from live_server import RECORD, serving
 
 from census_pipeline.config import Params
-
-CLI = str(Path(sys.executable).with_name("census-pipeline"))
-START_TIMEOUT_S = 60.0
-RECORD = {
-    "age": 39, "workclass": "State-gov", "fnlgt": 77516, "education": "Bachelors",
-    "education-num": 13, "marital-status": "Never-married", "occupation": "Adm-clerical",
-    "relationship": "Not-in-family", "race": "White", "sex": "Male", "capital-gain": 2174,
-    "capital-loss": 0, "hours-per-week": 40, "native-country": "United-States",
-}  # fmt: skip
-
-
-class Server:
-    def __init__(self, process: subprocess.Popen[bytes], port: int, log: Path) -> None:
-        self.process, self.port, self.log = process, port, log
-
-    def connect(self) -> socket.socket:
-        return socket.create_connection(("127.0.0.1", self.port), timeout=10)
-
-    def rss_mb(self) -> float:
-        status = Path(f"/proc/{self.process.pid}/status").read_text(encoding="utf-8")
-        return int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.M).group(1)) / 1024  # type: ignore[union-attr]
-
-
-@contextmanager
-def serving(params: Params, tmp_path: Path, **settings: str) -> Iterator[Server]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CENSUS_API_")}
-    env["CENSUS_API_MODEL_DIR"] = str(params.paths.model_dir)
-    env["CENSUS_API_MODEL_CARD_PATH"] = str(params.paths.model_card_html)
-    env.update({f"CENSUS_API_{name.upper()}": value for name, value in settings.items()})
-    log = tmp_path / f"server-{port}.log"
-    command = [CLI, "serve", "--host", "127.0.0.1", "--port", str(port)]
-    with log.open("wb") as sink:
-        process = subprocess.Popen(command, env=env, stdout=sink, stderr=sink)
-    try:
-        _wait_ready(process, f"http://127.0.0.1:{port}", log)
-        yield Server(process, port, log)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait()
-
-
-def _wait_ready(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"server exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"{url}/ready", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"server not ready after {START_TIMEOUT_S}s:\n{log.read_text()}")
 
 
 def _head(
@@ -135,7 +71,7 @@ def test_stalled_uploads_are_closed_within_the_deadline_and_their_memory_release
     # 8 uploads send 3 MB of a declared 8 MB batch, then stall (issue 13: 32 such held +250 MB
     # and one was kept 150 s).
     part = b"[" + b" " * (3 * 1024 * 1024)
-    with serving(carded_project, tmp_path, body_timeout_s="2") as server:
+    with serving(carded_project, tmp_path, settings={"body_timeout_s": "2"}) as server:
         before = server.rss_mb()
         sockets = [server.connect() for _ in range(8)]
         started = time.monotonic()
@@ -162,7 +98,7 @@ def test_stalled_uploads_are_closed_within_the_deadline_and_their_memory_release
 
 @pytest.mark.slow
 def test_a_header_over_the_cap_is_refused(carded_project: Params, tmp_path: Path) -> None:
-    with serving(carded_project, tmp_path, max_header_bytes="8192") as server:
+    with serving(carded_project, tmp_path, settings={"max_header_bytes": "8192"}) as server:
         with server.connect() as sock:
             assert _get(sock, "/health")[0] == 200
             sock.sendall(_head("GET", "/health", headers={"X-Padding": "a" * 6000}))
@@ -196,7 +132,7 @@ def test_a_header_over_the_cap_is_refused(carded_project: Params, tmp_path: Path
 
 @pytest.mark.slow
 def test_connections_over_the_limit_get_503(carded_project: Params, tmp_path: Path) -> None:
-    with serving(carded_project, tmp_path, limit_concurrency="3") as server:
+    with serving(carded_project, tmp_path, settings={"limit_concurrency": "3"}) as server:
         idle = [server.connect() for _ in range(3)]
         time.sleep(0.2)
         with server.connect() as sock:
@@ -213,9 +149,13 @@ def test_sigterm_drains_then_closes_cleanly_and_a_stalled_upload_does_not_hold_i
     carded_project: Params, tmp_path: Path
 ) -> None:
     drain_s, graceful_s = 1.5, 2
-    settings = {"drain_s": str(drain_s), "graceful_shutdown_s": str(graceful_s)}
+    settings = {
+        "drain_s": str(drain_s),
+        "graceful_shutdown_s": str(graceful_s),
+        "body_timeout_s": "120",
+    }
     body = json.dumps(RECORD).encode()
-    with serving(carded_project, tmp_path, body_timeout_s="120", **settings) as server:
+    with serving(carded_project, tmp_path, settings=settings) as server:
         keep_alive = server.connect()
         assert _get(keep_alive, "/ready")[0] == 200
         stalled = server.connect()  # would hold its connection for the 120 s deadline

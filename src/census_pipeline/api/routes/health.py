@@ -6,10 +6,11 @@ requests are still served, so a load balancer stops routing to it before it goes
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, Request
 
 from census_pipeline.api.deps import ModelDep
-from census_pipeline.api.schemas import ErrorResponse, Health, Readiness
+from census_pipeline.api.schemas import ErrorResponse, Health, PredictionLogState, Readiness
+from census_pipeline.predlog.writer import PredictionLog
 
 router = APIRouter(tags=["operations"])
 
@@ -29,5 +30,17 @@ async def health() -> Health:
 )
 async def ready(model: ModelDep, request: Request) -> Readiness:
     if request.app.state.draining:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "shutting down")
-    return Readiness(model_version=model.version, blessed=model.info.blessed)
+        raise HTTPException(503, "shutting down")
+    # The log's state is reported, never a reason to be unready: predictions work without it.
+    log: PredictionLog | None = getattr(request.app.state, "prediction_log", None)
+    state = None
+    if log is not None:
+        status = log.status()
+        state = PredictionLogState(
+            state=status.state,
+            queued=status.queued,
+            written=status.written,
+            dropped=status.dropped,
+            last_error=status.last_error,
+        )
+    return Readiness(model_version=model.version, blessed=model.info.blessed, prediction_log=state)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import Executor
+from functools import partial
+from time import perf_counter
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
@@ -33,19 +35,19 @@ from census_pipeline.api.deps import SettingsDep, served_model
 from census_pipeline.api.loading import ServedModel
 from census_pipeline.api.schemas import ErrorResponse, Prediction
 from census_pipeline.api.settings import Settings
+from census_pipeline.api.tracking import REQUEST_ID_HEADER, Tracker, tracker
 
-router = APIRouter(
-    prefix="/predict",
-    tags=["prediction"],
-    responses={
-        401: {"model": ErrorResponse, "description": "API key missing or wrong (when set)."},
-        408: {"model": ErrorResponse, "description": "Body not received within the deadline."},
-        413: {"model": ErrorResponse, "description": "Body or batch over the size limit."},
-        415: {"model": ErrorResponse, "description": "Body is not JSON, or is compressed."},
-        422: {"model": ErrorResponse, "description": "A field is missing, unknown or invalid."},
-        503: {"model": ErrorResponse, "description": "Model not loaded yet."},
-    },
-)
+# What a route that takes a record or a batch may answer besides 200 (the bench route too).
+BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "API key missing or wrong (when set)."},
+    408: {"model": ErrorResponse, "description": "Body not received within the deadline."},
+    413: {"model": ErrorResponse, "description": "Body or batch over the size limit."},
+    415: {"model": ErrorResponse, "description": "Body is not JSON, or is compressed."},
+    422: {"model": ErrorResponse, "description": "A field is missing, unknown or invalid."},
+    503: {"model": ErrorResponse, "description": "Model not loaded yet."},
+}
+
+router = APIRouter(prefix="/predict", tags=["prediction"], responses=BODY_ERRORS)
 
 _FLAG = TypeAdapter(bool)
 
@@ -86,6 +88,7 @@ def _explain(request: Request) -> bool:
     openapi_extra={**RECORD_BODY_DOC, **_EXPLAIN_DOC},
 )
 async def predict(request: Request) -> Response:
+    started = perf_counter()
     model = served_model(request)
     explain = _explain(request)
     record = await read_record(request)
@@ -93,7 +96,8 @@ async def predict(request: Request) -> Response:
     if explain:
         loop = asyncio.get_running_loop()
         explanation = await loop.run_in_executor(_pool(request), model.explain_one, record)
-    return Response(to_json(model.predict_one(record, explanation)), media_type=_JSON)
+    # The tracker adds the record's id, logs it and answers (docs/monitoring.md).
+    return tracker(request).one(record, model.predict_one(record, explanation), started)
 
 
 @router.post(
@@ -103,20 +107,18 @@ async def predict(request: Request) -> Response:
     openapi_extra={**RECORDS_BODY_DOC, **_EXPLAIN_DOC},
 )
 async def predict_batch(request: Request, settings: SettingsDep) -> Response:
+    started = perf_counter()
     model = served_model(request)
     explain = _explain(request)
     body = await read_json_body(request)
+    track = tracker(request)
+    request_id = track.request_id()
+    score = partial(_score_batch, model, body, settings, explain, (track, request_id, started))
     if explain:
-        loop = asyncio.get_running_loop()
-        answer = await loop.run_in_executor(
-            _pool(request), _score_batch, model, body, settings, True
-        )
+        answer = await asyncio.get_running_loop().run_in_executor(_pool(request), score)
     else:
-        answer = await run_in_threadpool(_score_batch, model, body, settings, False)
-    return Response(answer, media_type=_JSON)
-
-
-_JSON = "application/json"
+        answer = await run_in_threadpool(score)
+    return Response(answer, media_type="application/json", headers={REQUEST_ID_HEADER: request_id})
 
 
 def _pool(request: Request) -> Executor:
@@ -124,7 +126,13 @@ def _pool(request: Request) -> Executor:
     return pool
 
 
-def _score_batch(model: ServedModel, body: bytes, settings: Settings, explain: bool) -> bytes:
+def _score_batch(
+    model: ServedModel,
+    body: bytes,
+    settings: Settings,
+    explain: bool,
+    track: tuple[Tracker, str, float],
+) -> bytes:
     """Parse, score and serialise in one go, off the event loop.
 
     The answer is serialised here (pydantic-core's `to_json`, a fraction of a millisecond for
@@ -143,4 +151,7 @@ def _score_batch(model: ServedModel, body: bytes, settings: Settings, explain: b
             f"batch of {len(records)} records is over the limit of {limit} ({name}): "
             "split it into smaller batches",
         )
-    return to_json(model.predict_many(records, explain=explain))
+    answers = model.predict_many(records, explain=explain)
+    tracking, request_id, started = track
+    tracking.many(request_id, records, answers, started)
+    return to_json(answers)
