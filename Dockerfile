@@ -31,10 +31,10 @@ RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     python -m pip install --no-index --find-links /wheels "census-pipeline[serve]"
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin app
 WORKDIR /app
-# The blessed model, its metadata, the gate's verdict and the card: read-only for the service
-# (world-readable whatever mode the pipeline's atomic writes left them with).
+# The blessed model, its metadata, the gate's verdict and the card with its seal: read-only for
+# the service (world-readable whatever mode the pipeline's atomic writes left them with).
 COPY --chmod=0444 models/model.txt models/model.json models/verdict.json ./models/
-COPY --chmod=0444 reports/card/model_card.html ./reports/card/
+COPY --chmod=0444 reports/card/model_card.html reports/card/model_card.sig.json ./reports/card/
 USER app
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \

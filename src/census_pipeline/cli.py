@@ -18,7 +18,8 @@ from census_pipeline.config import Params, load_params
 from census_pipeline.errors import PipelineError
 
 app = typer.Typer(
-    help="Census Income pipeline: ingest, validate, clean, train, evaluate, audit, gate, card.",
+    help="Census Income pipeline: ingest, validate, clean, train, evaluate, audit, tradeoff, "
+    "gate, card.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -76,18 +77,44 @@ def ingest(
         Path | None,
         typer.Option(
             "--source-dir",
-            help="Folder holding census.csv (or adult.data) and adult.test, tried first "
-            "(default: $CENSUS_DATA_DIR, then data.source_dir in params.yaml).",
+            help="Folder holding the training file (census.csv, adult.data, or .gz) and "
+            "adult.test; the only source used once named (default: $CENSUS_DATA_DIR, then "
+            "data.source_dir in params.yaml, else the known releases).",
+        ),
+    ] = None,
+    train_file: Annotated[
+        Path | None,
+        typer.Option("--train-file", help="A census-shaped training file, any accepted layout."),
+    ] = None,
+    test_file: Annotated[
+        Path | None,
+        typer.Option("--test-file", help="A census-shaped test file, any accepted layout."),
+    ] = None,
+    expect_sha256: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--expect-sha256",
+            help="Pin a file's sha256 as SPLIT=HEX (a bare HEX pins train); repeatable. "
+            "Overrides data.expect_sha256.",
         ),
     ] = None,
 ) -> None:
-    """Fetch the raw census files from the first source whose sha256 verifies."""
+    """Bring in the raw census files: yours (checked, recorded as user-supplied) or a known release.
+
+    A source you name (file, folder, $CENSUS_DATA_DIR or data.source_dir) is the only one used:
+    if it is missing or fails a check, ingest exits 1 naming the file, line and field.
+    """
+    from census_pipeline.config import with_pins
     from census_pipeline.ingest import ingest as run_ingest
 
-    result = run_ingest(_params(params), source_dir=source_dir)
+    resolved = with_pins(_params(params), expect_sha256 or [])
+    files = {s: p for s, p in (("train", train_file), ("test", test_file)) if p is not None}
+    result = run_ingest(resolved, source_dir=source_dir, files=files)
     for split, entry in result.entries.items():
-        where = f"{entry.source} {entry.origin}"
-        typer.echo(f"{split}: {entry.file} ({entry.layout}) verified by {where}")
+        typer.echo(
+            f"{split}: {entry.file} ({entry.layout}), {entry.rows} rows, {entry.release}, "
+            f"from {entry.source} {entry.origin}"
+        )
     typer.echo(f"manifest: {result.manifest_path}")
 
 
@@ -103,6 +130,14 @@ def validate(params: ParamsOption = None) -> None:
             f"{split}: {summary['rows']} rows, {summary['quarantined_rows']} quarantined, "
             f"{summary['exact_duplicates']} exact duplicates"
         )
+    shift = report.shift
+    if shift.get("status") == "compared":
+        typer.echo(
+            f"shift vs baseline: largest PSI {shift['max_psi']:.4f} ({shift['max_psi_feature']}), "
+            f"{shift['rows']['reference']} -> {shift['rows']['current']} rows"
+        )
+    else:
+        typer.echo(f"shift vs baseline: {shift.get('status')}")
     typer.echo(f"report: {report.path}")
 
 
@@ -189,13 +224,47 @@ def predict(
 def audit(params: ParamsOption = None) -> None:
     """Bias audit of the test predictions: group metrics, disparities, fairness, figures."""
     from census_pipeline.audit import audit as run_audit
+    from census_pipeline.audit import console_lines
 
-    result = run_audit(_params(params))
-    for parity, entry in result.summary["parities"].items():
-        verdict = "holds" if entry["fair"] else f"fails for {', '.join(entry['unfair'])}"
-        typer.echo(f"{parity} ({entry['name']}): {verdict}")
+    resolved = _params(params)
+    result = run_audit(resolved)
+    for line in console_lines(result.summary, resolved.gate.fairness, _mitigated(resolved)):
+        typer.echo(line)
     typer.echo(f"table: {result.table}")
     typer.echo(f"summary: {result.summary_path}")
+
+
+def _mitigated(params: Params) -> bool:
+    """Whether the current model carries a mitigation (it switches the parities enforced)."""
+    from census_pipeline.artifact import ArtifactError, read_metadata
+
+    try:
+        return read_metadata(params.paths.model_metadata).mitigated
+    except ArtifactError:
+        return False
+
+
+@app.command()
+@_clear_errors
+def tradeoff(params: ParamsOption = None) -> None:
+    """Measure every fairness mitigation (validation, then test): accuracy, AUC, F1, parities.
+
+    Builds each method at the model's hyperparameters whatever `fairness.mitigation` is, and
+    writes reports/fairness/ (table, summary, disparity-vs-accuracy figure).
+    """
+    from census_pipeline.tradeoff import tradeoff as run_tradeoff
+
+    result = run_tradeoff(_params(params))
+    for method, splits in result.summary["methods"].items():
+        test = splits["test"]
+        fnr = {a: test["parities"][a]["fnr"]["disparity"] for a in ("sex", "race")}
+        worst = ", ".join(f"{a} {v:.2f}" if v is not None else f"{a} n/a" for a, v in fnr.items())
+        typer.echo(
+            f"{method}: test accuracy {test['accuracy']:.4f}, ROC AUC {test['roc_auc']:.4f}, "
+            f"F1 {test['f1']:.4f}; worst FNR disparity {worst}"
+        )
+    typer.echo(f"table: {result.table}")
+    typer.echo(f"figure: {result.figure}")
 
 
 @app.command()

@@ -448,6 +448,14 @@ class Predictor:
         values = self._booster.predict(matrix, pred_contrib=True, num_threads=self.num_threads)
         return np.asarray(values, dtype=np.float64)[:, :-1]
 
+    def contributions_frame(self, frame: pd.DataFrame) -> NDArray[np.float64]:
+        """`contributions_many` for a table (the evaluation's global feature importance)."""
+        matrix = self.encoder.encode_frame(frame)
+        if matrix.shape[0] == 0:
+            return np.empty((0, len(self.feature_names)), dtype=np.float64)
+        values = self._booster.predict(matrix, pred_contrib=True, num_threads=self.num_threads)
+        return np.asarray(values, dtype=np.float64)[:, :-1]
+
     @property
     def expected_log_odds(self) -> float:
         """The contributions' baseline: the model's average log-odds over its training data."""

@@ -26,6 +26,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from census_pipeline.config import load_params
+from census_pipeline.signing import card_seal_path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -126,7 +127,8 @@ def procfile_processes() -> dict[str, str]:
 def blessed_artifacts() -> list[str]:
     """What the service reads, as repo-relative paths, named by Params.paths (not by this test)."""
     paths = load_params(REPO_ROOT / "params.yaml").paths
-    files = [paths.model_file, paths.model_metadata, paths.verdict, paths.model_card_html]
+    card = paths.model_card_html
+    files = [paths.model_file, paths.model_metadata, paths.verdict, card, card_seal_path(card)]
     return [str(file.relative_to(REPO_ROOT)) for file in files]
 
 
@@ -231,7 +233,7 @@ def test_runtime_stage_copies_exactly_the_blessed_artifacts() -> None:
     # The service finds them where they were copied, through its settings' environment.
     workdir = [i.arguments for i in runtime if i.keyword == "WORKDIR"][-1]
     env = " ".join(i.arguments for i in runtime if i.keyword == "ENV")
-    model_file, _, _, card = blessed_artifacts()
+    model_file, _, _, card, _ = blessed_artifacts()
     assert f"CENSUS_API_MODEL_DIR={workdir}/{Path(model_file).parent}" in env
     assert f"CENSUS_API_MODEL_CARD_PATH={workdir}/{card}" in env
 
