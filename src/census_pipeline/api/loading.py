@@ -169,11 +169,11 @@ def _log_trust(trusted: TrustedModel) -> None:
             "the gate's checks failed but a person blessed the model: %s",
             trusted.verdict.override.reason,
         )
-    if trusted.signed:
-        signature = trusted.verdict.signature if trusted.verdict else None
-        logger.info("the verdict is signed by key %s", signature.key_id if signature else "?")
-    else:
+    signature = trusted.verdict.signature if trusted.verdict else None
+    if trusted.verify_keys is None:
         logger.warning(UNSIGNED_WARNING)
+    elif trusted.signed and signature is not None:
+        logger.info("the verdict is signed by key %s, which is configured", signature.key_id)
 
 
 def _reported(verdict: Verdict | None) -> GateVerdict | None:

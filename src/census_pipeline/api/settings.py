@@ -36,11 +36,6 @@ def default_model_card() -> Path:
     return _REPO_ROOT / "reports" / "card" / "model_card.html"
 
 
-def default_log_database(model_dir: Path) -> Path:
-    """The SQLite prediction log when no database is configured: `logs/` beside `models/`."""
-    return model_dir.parent / "logs" / "predictions.sqlite"
-
-
 class Settings(BaseSettings):
     """Everything an operator may tune; each field is `CENSUS_API_<NAME>` in the environment."""
 
@@ -235,6 +230,8 @@ class Settings(BaseSettings):
         """Where the prediction log lives: the setting, else a SQLite file beside the models."""
         if self.database_url is not None:
             return self.database_url.get_secret_value()
+        from census_pipeline.predlog.database import default_log_database
+
         return f"sqlite:///{default_log_database(self.model_dir)}"
 
     @field_validator("log_level", mode="before")
