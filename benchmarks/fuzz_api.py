@@ -41,6 +41,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--min-requests", type=int, default=5000)
     parser.add_argument("--allow-unblessed", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the summary here")
+    parser.add_argument("--st-output", type=Path, help="write schemathesis' full report here")
+    parser.add_argument("--events", type=Path, help="keep schemathesis' NDJSON events here")
     return parser.parse_args()
 
 
@@ -82,7 +84,7 @@ def wait_ready(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
 
 
 def fuzz(url: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    events = work / "events.ndjson"
+    events = args.events or work / "events.ndjson"
     command = [
         str(BIN / "st"), "run", f"{url}/openapi.json", "--checks", "all",
         "--max-examples", str(args.max_examples), "--seed", str(args.seed), "--workers", "1",
@@ -92,6 +94,8 @@ def fuzz(url: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     ]  # fmt: skip
     started = time.monotonic()
     result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if args.st_output:
+        args.st_output.write_text(result.stdout + result.stderr, encoding="utf-8")
     summary = summarise(events)
     summary.update(
         st_exit_code=result.returncode,
@@ -121,7 +125,7 @@ def summarise(events: Path) -> dict[str, Any]:
                     statuses[str(response.get("status_code"))[0] + "xx"] += 1
             for check_list in recorder.get("checks", {}).values():
                 for check in check_list:
-                    if check.get("status") == "FAILURE":
+                    if str(check.get("status", "")).lower() in ("failure", "error"):
                         failures[check.get("name", "?")] += 1
     return {
         "requests": requests,
