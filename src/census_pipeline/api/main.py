@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi.routing import APIRoute
 
 from census_pipeline import __version__
-from census_pipeline.api import handlers, logs
+from census_pipeline.api import docs_pages, handlers, logs
 from census_pipeline.api.deps import require_api_key
 from census_pipeline.api.lifecycle import drain_on_sigterm, explain_pool
 from census_pipeline.api.loading import ServedModel, load_served_model
@@ -68,6 +68,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=_lifespan,
+        # Served by docs_pages from the install's own files instead of a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.model = None
@@ -75,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.explain_pool = None
     all_routes = _include_routers(app, settings)
     _document_record_schema(app)
+    docs_pages.install(app)
     handlers.install(app)
     # `app.routes` is read when the middleware stack is built, at start-up: every router
     # included by then has its body routes guarded.
