@@ -189,6 +189,8 @@ def read_metadata(metadata_file: Path) -> ModelMetadata:
         raw = json.loads(metadata_file.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ArtifactError(f"{metadata_file}: not found (run `census-pipeline train`)") from exc
+    except OSError as exc:
+        raise ArtifactError(f"{metadata_file}: cannot read the metadata ({exc.strerror})") from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"{metadata_file}: not valid JSON ({exc})") from exc
     try:
@@ -210,6 +212,8 @@ def load_model(model_file: Path, metadata_file: Path) -> tuple[lgb.Booster, Mode
         data = model_file.read_bytes()
     except FileNotFoundError as exc:
         raise ArtifactError(f"{model_file}: not found (run `census-pipeline train`)") from exc
+    except OSError as exc:  # a folder, no permission: one line, not a traceback
+        raise ArtifactError(f"{model_file}: cannot read the model file ({exc.strerror})") from exc
     digest = sha256_bytes(data)
     if digest != metadata.model_sha256:
         raise ArtifactError(
