@@ -124,8 +124,8 @@ def test_a_grouped_model_labels_each_record_at_its_groups_threshold(
     metadata = read_metadata(grouped / "model.json")
     assert metadata.mitigated and metadata.mitigation is not None
     # Same model file as without the mitigation, so the version must say which rule labels.
-    expected = f"{__version__}+{metadata.model_sha256[:12]}.group-thresholds"
-    assert metadata.model_version == expected
+    version = f"{__version__}+{metadata.model_sha256[:12]}.group-thresholds"
+    assert metadata.model_version == version
     fitted = metadata.mitigation.group_thresholds
     assert fitted is not None and fitted.thresholds["race x sex"]
     with Predictor.load(grouped) as predictor:
