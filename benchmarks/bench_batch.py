@@ -216,15 +216,17 @@ def main(argv: list[str] | None = None) -> int:
     trees = Predictor.load(args.model_dir).metadata.num_trees
     print(f"model: {trees} trees; rows: {args.rows:,} (Parquet), {args.rows // 10:,} (tenth)")
     base = baseline(args.model_dir, files["big"])
-    print(f"in-process Predictor, 1 thread, scoring only: {base:,.0f} rows/s")
+    print(f"in-process Predictor, 1 thread, scoring only: {base:,.0f} rows/s", flush=True)
     unblessed = args.allow_unblessed
-    small = batch_run(args.model_dir, files["small"], args.work, 1, unblessed)
-    one = batch_run(args.model_dir, files["big"], args.work, 1, unblessed)
-    two = batch_run(args.model_dir, files["big"], args.work, 2, unblessed)
-    csv = batch_run(args.model_dir, files["small_csv"], args.work, 1, unblessed)
-    for name, run in (("tenth, 1x1", small), ("all, 1x1", one), ("all, 2x1", two)):
-        print(f"batch Parquet {name}: {run}")
-    print(f"batch CSV tenth, 1x1: {csv}")
+    runs = {}
+    for name, key, workers in (
+        ("Parquet tenth, 1x1", "small", 1), ("Parquet all, 1x1", "big", 1),
+        ("Parquet all, 2x1", "big", 2), ("CSV tenth, 1x1", "small_csv", 1),
+    ):  # fmt: skip
+        runs[name] = batch_run(args.model_dir, files[key], args.work, workers, unblessed)
+        print(f"batch {name}: {runs[name]}", flush=True)
+    small, one = runs["Parquet tenth, 1x1"], runs["Parquet all, 1x1"]
+    two, csv = runs["Parquet all, 2x1"], runs["CSV tenth, 1x1"]
     ratios = {
         "one_worker_vs_predictor": one["rows_per_s"] / base,
         "two_vs_one_worker": two["rows_per_s"] / one["rows_per_s"],
