@@ -279,7 +279,9 @@ def obtain(split: str, chain: Sequence[Source]) -> tuple[RawEntry, bytes]:
         for mismatch in mismatches:
             log.warning("%s: skipped a source with unknown bytes: %s", split, mismatch)
         log.info("%s: %s verified by %s source %s", split, known.name, source.kind, source.origin)
-        entry = RawEntry(known.name, known.layout, known.sha256, source.kind, source.origin)
+        # A folder's path differs between machines and the manifest is hashed into dvc.lock.
+        origin = known.name if isinstance(source, FolderSource) else source.origin
+        entry = RawEntry(known.name, known.layout, known.sha256, source.kind, origin)
         return entry, data
     raise PipelineError(f"no source supplied a verified {split} file: " + " | ".join(said))
 

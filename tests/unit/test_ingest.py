@@ -110,7 +110,7 @@ def test_local_folder_with_course_csv(
         "layout": "course-csv",
         "sha256": COURSE_TRAIN.sha256,
         "source": "local-folder",
-        "origin": str(source),
+        "origin": "census.csv",
     }
     assert manifest["test"]["file"] == "adult.test" and manifest["test"]["layout"] == "uci"
     assert result.entries["train"].file == "census.csv"
@@ -128,17 +128,28 @@ def test_local_folder_with_uci_training_file(tmp_path: Path, real: Mapping[str, 
 
 
 def test_environment_variable_then_params_give_the_local_folder(
-    tmp_path: Path, real: Mapping[str, bytes], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    real: Mapping[str, bytes],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     files = {n: real[n] for n in ("census.csv", "adult.test")}
     from_env = _folder(tmp_path / "env", files)
     from_params = _folder(tmp_path / "params", files)
     from_arg = _folder(tmp_path / "arg", files)
     params = _project(tmp_path / "project", **{"data.source_dir": str(from_params)})
-    assert ingest(params).entries["train"].origin == str(from_params)
+
+    def used(source_dir: Path | None = None) -> str:
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="census_pipeline.ingest"):
+            ingest(params, source_dir=source_dir)
+        (line,) = [m for m in caplog.messages if m.startswith("train: census.csv verified")]
+        return line.rsplit(" ", 1)[1]
+
+    assert used() == str(from_params)
     monkeypatch.setenv(SOURCE_DIR_ENV, str(from_env))
-    assert ingest(params).entries["train"].origin == str(from_env)
-    assert ingest(params, source_dir=from_arg).entries["train"].origin == str(from_arg)
+    assert used() == str(from_env)
+    assert used(from_arg) == str(from_arg)
 
 
 def test_raw_folder_is_a_source_of_its_own(tmp_path: Path, real: Mapping[str, bytes]) -> None:

@@ -111,7 +111,6 @@ def load_served_model(settings: Settings) -> ServedModel:
         model_sha256=metadata.model_sha256,
         metadata_sha256=metadata_sha256,
         train_data_sha256=metadata.train_data_sha256,
-        created_at=metadata.created_at,
         num_trees=metadata.num_trees,
         threshold=metadata.threshold,
         features=list(metadata.feature_names),
@@ -126,8 +125,9 @@ def load_served_model(settings: Settings) -> ServedModel:
 def _load_predictor(model_dir: Path) -> Predictor:
     if not model_dir.is_dir():
         raise PipelineError(
-            f"{model_dir}: model folder not found: run `census-pipeline train` (and `gate`), "
-            "or set CENSUS_API_MODEL_DIR to the folder holding model.txt and model.json"
+            f"{model_dir}: model folder not found: run the pipeline and `census-pipeline "
+            "publish` (`make run` does both), or set CENSUS_API_MODEL_DIR to the folder holding "
+            "model.txt and model.json"
         )
     return Predictor.load(model_dir)
 
