@@ -53,7 +53,7 @@ typecheck: setup
 pytest: setup
 	$(BIN)/pytest
 
-bench: setup
+bench: setup pipeline
 	$(BIN)/python benchmarks/run_all.py
 
 # Regenerate the pip constraints (Heroku, Dockerfile) from uv.lock after `uv lock`.

@@ -20,6 +20,7 @@ ORDER = (
     "bench_trust.py",
     "bench_dvc.py",
     "bench_api.py",
+    "bench_setup.py",
 )
 
 

@@ -1,15 +1,20 @@
 """The model artifact: LightGBM's text model plus a JSON metadata file, verified on every load.
 
 The model file is plain text (no pickle) and the metadata records its sha256, so a changed or
-truncated model is refused instead of silently scoring. The service imports this module, so it
-depends on nothing beyond numpy, LightGBM, pydantic and the standard library.
+truncated model is refused instead of silently scoring. The metadata also records the model's
+shape (objective, class count, models per iteration, feature count), and every load refuses a
+model that is not a single-output binary classifier, or whose shape disagrees with its record,
+before LightGBM parses it and again from the parsed booster: the predictor's buffers hold one
+probability per row, so a 32-class model must never reach them. The service imports this
+module, so it depends on nothing beyond numpy, LightGBM, pydantic and the standard library.
 """
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightgbm as lgb
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
@@ -21,6 +26,77 @@ from census_pipeline.files import sha256_bytes, write_bytes_atomic, write_json_a
 
 class ArtifactError(PipelineError):
     """The model or its metadata is missing, changed, truncated or inconsistent."""
+
+
+class GroupThresholds(BaseModel):
+    """Per-group decision thresholds (the `group_thresholds` mitigation), applied by `Predictor`.
+
+    `groupings` are tried in order: a record takes the threshold of the first grouping whose
+    group (its values joined by " x ", e.g. "Black x Female") is listed, else the model's single
+    threshold. Plain JSON, so the servable artifact stays free of pickle.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    groupings: list[list[str]]
+    # Grouping name ("race x sex") -> group -> threshold.
+    thresholds: dict[str, dict[str, float]]
+    target_tpr: float
+    rule: str
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GroupThresholds:
+        names = [" x ".join(g) for g in self.groupings]
+        if set(self.thresholds) - set(names):
+            raise ValueError(f"thresholds name groupings not in {names}")
+        bad = [t for table in self.thresholds.values() for t in table.values() if not 0 <= t <= 1]
+        if bad:
+            raise ValueError(f"group threshold {bad[0]} is not a probability")
+        return self
+
+
+class MitigationRecord(BaseModel):
+    """How the model was mitigated for fairness, and what the predictor must apply."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: Literal["none", "group_thresholds", "reweighing"]
+    description: str
+    group_thresholds: GroupThresholds | None = None
+    # Reweighing: "group | label" -> the weight its training rows got.
+    weights: dict[str, float] | None = None
+
+    @model_validator(mode="after")
+    def _has_what_it_needs(self) -> MitigationRecord:
+        if (self.method == "group_thresholds") != (self.group_thresholds is not None):
+            raise ValueError("group_thresholds is required by, and only by, that method")
+        return self
+
+
+# The only kind of model anything here scores: one probability per row.
+BINARY_OBJECTIVE = "binary"
+
+
+class ModelShape(BaseModel):
+    """What the model computes, as LightGBM's model text states it (recorded by `train`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    objective: str
+    num_class: int
+    num_model_per_iteration: int
+    num_features: int
+
+    def problem(self) -> str | None:
+        """Why this is not a single-output binary classifier, or None."""
+        if self.objective != BINARY_OBJECTIVE:
+            return f"objective {self.objective!r} (only {BINARY_OBJECTIVE!r} is served)"
+        if self.num_class != 1 or self.num_model_per_iteration != 1:
+            return (
+                f"{self.num_class} classes with {self.num_model_per_iteration} models per "
+                "iteration (a binary model has 1 and 1)"
+            )
+        return None
 
 
 class ModelMetadata(BaseModel):
@@ -45,12 +121,19 @@ class ModelMetadata(BaseModel):
     fbeta_beta: float
     params: dict[str, Any]
     num_trees: int
+    model_shape: ModelShape
     train_data_sha256: str
     model_sha256: str
     package_version: str
     lightgbm_version: str
     validation_metrics: dict[str, float]
     tuning: dict[str, Any]
+    # Absent in models trained before mitigations existed: they are unmitigated.
+    mitigation: MitigationRecord | None = None
+
+    @property
+    def mitigated(self) -> bool:
+        return self.mitigation is not None and self.mitigation.method != "none"
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelMetadata:
@@ -61,6 +144,11 @@ class ModelMetadata(BaseModel):
             raise ValueError("categories must list exactly the categorical_features")
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold {self.threshold} is not a probability")
+        if self.model_shape.num_features != len(self.feature_names):
+            raise ValueError(
+                f"model_shape.num_features {self.model_shape.num_features} but "
+                f"{len(self.feature_names)} feature_names"
+            )
         return self
 
 
@@ -72,11 +160,19 @@ def model_version(model_sha256: str) -> str:
 def save_model(
     model_text: str, fields: dict[str, Any], model_file: Path, metadata_file: Path
 ) -> ModelMetadata:
-    """Write the model, then metadata naming its digest; a crash in between is caught on load."""
+    """Write the model, then metadata naming its digest; a crash in between is caught on load.
+
+    The shape is read from the model text itself, and a model that is not a binary classifier is
+    refused here already, so no step can write one that every load would refuse.
+    """
     data = model_text.encode("utf-8")
     digest = sha256_bytes(data)
+    shape = model_shape(model_text, model_file)
+    if problem := shape.problem():
+        raise ArtifactError(f"{model_file}: not a single-output binary model: {problem}")
     metadata = ModelMetadata(
         **fields,
+        model_shape=shape,
         model_sha256=digest,
         model_version=model_version(digest),
         package_version=__version__,
@@ -121,14 +217,72 @@ def load_model(model_file: Path, metadata_file: Path) -> tuple[lgb.Booster, Mode
             "truncated; retrain or restore both files together"
         )
     try:
-        booster = lgb.Booster(model_str=data.decode("utf-8"))
-    except (lgb.basic.LightGBMError, UnicodeDecodeError) as exc:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ArtifactError(f"{model_file}: not a LightGBM text model ({exc})") from exc
+    # Before LightGBM parses anything: refuse what the text itself says is the wrong kind.
+    _check_shape(model_shape(text, model_file), metadata, model_file)
+    try:
+        booster = lgb.Booster(model_str=text)
+    except lgb.basic.LightGBMError as exc:
         raise ArtifactError(f"{model_file}: not a LightGBM text model ({exc})") from exc
     _check_agreement(booster, metadata, model_file)
     return booster, metadata
 
 
+_SHAPE_KEYS = ("objective", "num_class", "num_tree_per_iteration", "max_feature_idx")
+
+
+def model_shape(text: str, model_file: Path) -> ModelShape:
+    """The shape LightGBM's text header declares (the key=value lines before the first tree)."""
+    header: dict[str, str] = {}
+    for line in io.StringIO(text):
+        if line.startswith(("Tree=", "end of trees", "parameters:")):
+            break
+        key, sep, value = line.partition("=")
+        if sep and key.strip() in _SHAPE_KEYS:
+            if key.strip() in header:
+                raise ArtifactError(f"{model_file}: its header states {key.strip()}= twice")
+            header[key.strip()] = value.strip()
+    needed = _SHAPE_KEYS
+    if missing := [key for key in needed if key not in header]:
+        raise ArtifactError(f"{model_file}: not a LightGBM text model (no {missing[0]}= header)")
+    try:
+        counts = [int(header[key]) for key in needed[1:]]
+    except ValueError:
+        raise ArtifactError(
+            f"{model_file}: not a LightGBM text model (a non-integer count in its header)"
+        ) from None
+    return ModelShape(
+        objective=header["objective"].split(" ", 1)[0],
+        num_class=counts[0],
+        num_model_per_iteration=counts[1],
+        num_features=counts[2] + 1,
+    )
+
+
+def _check_shape(shape: ModelShape, metadata: ModelMetadata, model_file: Path) -> None:
+    if problem := shape.problem():
+        raise ArtifactError(
+            f"{model_file}: not a single-output binary model: {problem}; only binary "
+            "classifiers trained by `census-pipeline train` can be loaded"
+        )
+    if shape != metadata.model_shape:
+        raise ArtifactError(
+            f"{model_file}: the model's shape {shape.model_dump()} disagrees with the "
+            f"metadata's model_shape {metadata.model_shape.model_dump()}; retrain"
+        )
+
+
 def _check_agreement(booster: lgb.Booster, metadata: ModelMetadata, model_file: Path) -> None:
+    """The parsed booster, asked through LightGBM's public API, must be what the text said."""
+    parsed = (booster.num_model_per_iteration(), booster.num_feature())
+    recorded = (1, metadata.model_shape.num_features)
+    if parsed != recorded:
+        raise ArtifactError(
+            f"{model_file}: LightGBM parsed {parsed[0]} models per iteration over {parsed[1]} "
+            f"features, expected {recorded[0]} over {recorded[1]}; not a model this loads"
+        )
     names = list(booster.feature_name())
     if names != metadata.feature_names:
         raise ArtifactError(

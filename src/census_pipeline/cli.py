@@ -221,8 +221,32 @@ def gate(
     if verdict.override is not None:
         outcome += f" by override ({verdict.override.reason})"
     typer.echo(f"model {verdict.model_version}: {outcome}; verdict: {resolved.paths.verdict}")
+    if verdict.signature is not None:
+        typer.echo(f"verdict signed by key {verdict.signature.key_id}")
+    else:
+        typer.echo("verdict NOT signed (no CENSUS_SIGNING_KEY or CENSUS_SIGNING_KEY_FILE)")
     if not verdict.blessed:
         raise typer.Exit(1)
+
+
+@app.command()
+@_clear_errors
+def keygen(
+    folder: Annotated[
+        Path, typer.Argument(help="Where to write signing_key.pem (0600) and verify_key.pem.")
+    ],
+) -> None:
+    """Write a new Ed25519 key pair for signing verdicts (docs/trust.md); never overwrites.
+
+    Keep the private key out of the repository: give it to the gate through
+    CENSUS_SIGNING_KEY_FILE (or the PEM text in CENSUS_SIGNING_KEY), and the public key to the
+    service, batch scoring and CD through CENSUS_VERIFY_KEY_FILE (or CENSUS_VERIFY_KEY).
+    """
+    from census_pipeline.signing import keygen as run_keygen
+
+    private, public = run_keygen(folder)
+    typer.echo(f"private key (keep secret): {private}")
+    typer.echo(f"public key: {public}")
 
 
 @app.command()
@@ -244,6 +268,23 @@ def promote(params: ParamsOption = None) -> None:
 
     folder = run_promote(_params(params))
     typer.echo(f"baseline: {folder}")
+
+
+def _metrics_folder() -> None:
+    """prometheus-client's multiprocess mode: every worker writes its metrics to files in one
+    folder and /metrics adds them up (docs/monitoring.md). A folder the operator names is emptied
+    first (values from a previous run would be added in); otherwise a fresh one is made."""
+    import os
+    import tempfile
+
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not folder:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="census-metrics-")
+        return
+    path = Path(folder)
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
 
 
 @app.command()
@@ -302,6 +343,7 @@ def serve(
         name = f"CENSUS_API_{first['loc'][0]}".upper()
         raise PipelineError(f"{name}: {first['msg']}") from None
     logs.configure(settings.log_level)
+    _metrics_folder()
     # Always, before uvicorn: its single worker would exit 3 with a traceback, several exit 0.
     load_served_model(settings).predictor.close()
     uvicorn.run(

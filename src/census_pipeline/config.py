@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -309,6 +309,15 @@ class SliceBounds(_Section):
 class ParityPolicy(_Section):
     enforced: bool
     reason: str = Field(min_length=10)
+    # What applies instead when the model carries a fairness mitigation (model.json's
+    # `mitigation`): a mitigated model must deliver what it was mitigated for. None: `enforced`.
+    enforced_when_mitigated: bool | None = None
+
+    def applies(self, mitigated: bool) -> bool:
+        """Whether this parity blocks a blessing for a model with or without a mitigation."""
+        if mitigated and self.enforced_when_mitigated is not None:
+            return self.enforced_when_mitigated
+        return self.enforced
 
 
 class ChangeBounds(_Section):
@@ -321,16 +330,19 @@ class ChangeBounds(_Section):
 _DEFAULT_FAIRNESS = {
     "fdr": ParityPolicy(
         enforced=True,
+        enforced_when_mitigated=False,
         reason="A '>50K' prediction must be as reliable for every group as for the reference "
         "group, or any analysis of predicted high earners misdescribes the groups it is less "
-        "reliable for.",
+        "reliable for; a model mitigated for equal opportunity trades this parity for FNR "
+        "parity, so for it FDR parity is reported.",
     ),
     "fnr": ParityPolicy(
         enforced=False,
+        enforced_when_mitigated=True,
         reason="Equal opportunity matters most when someone acts on individual predictions, "
-        "which the intended use rules out; meeting it on this data needs a mitigation (such as "
-        "group-specific thresholds) the project has not adopted, so it is reported with its "
-        "numbers and must be enforced before any use on individuals.",
+        "which the intended use rules out, so an unmitigated model only reports it; a model "
+        "built with a fairness mitigation (fairness.mitigation) must meet it, since that is what "
+        "the mitigation is for.",
     ),
     "fpr": ParityPolicy(
         enforced=False,
@@ -384,6 +396,41 @@ class GateParams(_Section):
         return self
 
 
+MITIGATIONS = ("none", "group_thresholds", "reweighing")
+Mitigation = Literal["none", "group_thresholds", "reweighing"]
+
+
+class FairnessParams(_Section):
+    """Owned by train (and the mitigation comparison): whether and how the model is mitigated.
+
+    `group_thresholds` keeps the model and gives each group its own decision threshold, chosen
+    on the validation split so every group's true positive rate matches the model's overall one
+    (equal opportunity); it needs `race` and `sex` at scoring time. `reweighing` trains the one
+    model with sample weights that make each group independent of the label. docs/trust.md.
+    """
+
+    mitigation: Mitigation = "none"
+    # Group thresholds: groupings tried in order; a record takes the threshold of the first
+    # grouping whose group had at least `min_positives` high earners on the validation split,
+    # else the model's single threshold.
+    groupings: tuple[tuple[str, ...], ...] = (("race", "sex"), ("sex",))
+    min_positives: int = Field(10, ge=1)
+    # Reweighing: the groups (crossed) whose label balance the weights equalise.
+    reweigh_by: tuple[str, ...] = ("race", "sex")
+
+    @model_validator(mode="after")
+    def _groups_are_categorical(self) -> FairnessParams:
+        from census_pipeline.schema import CATEGORICAL
+
+        for grouping in (*self.groupings, self.reweigh_by):
+            bad = [a for a in grouping if a not in CATEGORICAL]
+            if bad or not grouping:
+                raise ValueError(f"{list(grouping)} must name one or more of {CATEGORICAL}")
+        if not self.groupings:
+            raise ValueError("groupings lists no grouping")
+        return self
+
+
 class Params(_Section):
     seed: int = 42
     paths: PathsParams = PathsParams()
@@ -392,6 +439,7 @@ class Params(_Section):
     evaluate: EvaluateParams = EvaluateParams()
     audit: AuditParams = AuditParams()
     gate: GateParams = GateParams()
+    fairness: FairnessParams = FairnessParams()
 
 
 def default_params_path() -> Path:

@@ -74,11 +74,13 @@ def _evaluation(params: Params) -> tuple[dict[str, Any], pd.DataFrame, dict[Path
     paths = params.paths
     with Predictor.from_files(paths.model_file, paths.model_metadata) as predictor:
         test = read_clean_table(paths.clean_test)
-        scores = predictor.predict_frame(test).probabilities
+        scored = predictor.predict_frame(test)
         meta = predictor.metadata
+    scores = scored.probabilities
     label = labels_of(test)
-    prediction = metrics.labels_at(scores, meta.threshold)
-    overall = overall_metrics(label, scores, meta.threshold, meta.fbeta_beta)
+    # The predictor's labels: its group thresholds, when the model carries them.
+    prediction = scored.positive.astype(np.int64)
+    overall = overall_metrics(label, scores, meta.threshold, meta.fbeta_beta, prediction)
 
     settings = slice_settings(params)
     groupings = [(f,) for f in CATEGORICAL] + [tuple(c) for c in params.evaluate.crossings]
@@ -100,6 +102,7 @@ def _evaluation(params: Params) -> tuple[dict[str, Any], pd.DataFrame, dict[Path
         "model_version": meta.model_version,
         "model_sha256": meta.model_sha256,
         "threshold_rule": meta.threshold_rule,
+        "mitigation": meta.mitigation.method if meta.mitigation is not None else "none",
         "slice_settings": {
             "confidence": settings.confidence,
             "bootstrap_resamples": settings.resamples,
@@ -123,14 +126,21 @@ def slice_settings(params: Params) -> SliceSettings:
 
 
 def overall_metrics(
-    label: NDArray[np.int64], scores: NDArray[np.float64], threshold: float, beta: float
+    label: NDArray[np.int64],
+    scores: NDArray[np.float64],
+    threshold: float,
+    beta: float,
+    prediction: NDArray[np.int64] | None = None,
 ) -> dict[str, Any]:
     """Numbers only (what `dvc metrics show` lists), the confusion matrix nested; the strings and
-    digests that name the evaluation go to identity.json, so `dvc exp show` stays readable."""
+    digests that name the evaluation go to identity.json, so `dvc exp show` stays readable.
+
+    `prediction`: the predictor's labels, when they are not simply `scores >= threshold`.
+    """
+    labels = metrics.labels_at(scores, threshold) if prediction is None else prediction
     result: dict[str, Any] = {"threshold": threshold, "fbeta_beta": beta}
-    result.update(metrics.summary(label, scores, threshold, beta))
+    result.update(metrics.summary(label, scores, threshold, beta, labels))
     result["n"], result["positives"] = int(result["n"]), int(result["positives"])
-    labels = metrics.labels_at(scores, threshold)
     result["confusion_matrix"] = metrics.confusion(label, labels).as_dict()
     return result
 

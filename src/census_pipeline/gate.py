@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 import pandas as pd
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from census_pipeline.artifact import ModelMetadata, read_metadata
@@ -33,6 +34,10 @@ from census_pipeline.files import (
     sha256_file,
     write_json_atomic,
 )
+from census_pipeline.signing import sign, signing_key_from_env
+from census_pipeline.verdict import SIGNATURE_KEY, Check, Override, Verdict, canonical_bytes
+
+__all__ = ["Check", "Override", "Verdict", "gate", "judge", "promote"]
 
 log = logging.getLogger(__name__)
 
@@ -40,56 +45,20 @@ HEADLINE: Final = ("roc_auc", "accuracy", "f1", "precision", "recall", "threshol
 BASELINE_METRICS: Final = "metrics.json"
 BASELINE_VERDICT: Final = "verdict.json"
 
-Kind = Literal["overall", "slice", "fairness", "change"]
-Status = Literal["passed", "failed", "skipped"]
 
-
-class Check(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    name: str
-    kind: Kind
-    value: float | None
-    bound: str
-    passed: bool | None  # None only when skipped
-    status: Status
-    enforced: bool
-    reason: str
-    detail: dict[str, Any] = {}
-
-
-class Override(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    reason: str
-    failed_checks: list[str]
-
-
-class Verdict(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    blessed: bool
-    model_version: str
-    model_sha256: str
-    checks: list[Check]
-    override: Override | None
-    policy: dict[str, Any]
-    headline_metrics: dict[str, float]
-    baseline: dict[str, Any] | None
-    inputs: dict[str, str]
-
-    @property
-    def failures(self) -> list[Check]:
-        """Enforced checks that failed: the ones that block a blessing."""
-        return [c for c in self.checks if c.enforced and c.status == "failed"]
-
-
-def gate(params: Params, override: str | None = None) -> Verdict:
+def gate(
+    params: Params, override: str | None = None, signing_key: Ed25519PrivateKey | None = None
+) -> Verdict:
     """Judge the model, write models/verdict.json and return the verdict.
 
-    When the gate fails for any reason (a missing metric, a stale audit, a malformed file, an
-    interrupt), any earlier verdict is removed: a blessing must never outlive a gate that could
-    not run.
+    The verdict is signed with `signing_key`, else with the key the environment configures
+    (`signing.SIGNING_KEY_ENV` / `SIGNING_KEY_FILE_ENV`), else left unsigned. The signature
+    covers the whole verdict: the model's sha256, every judged input's sha256 (the metadata's
+    included), every check and the decision.
+
+    When the gate fails for any reason (a missing metric, a stale audit, a malformed file, a
+    broken key, an interrupt), any earlier verdict is removed: a blessing must never outlive a
+    gate that could not run.
     """
     if override is not None and not override.strip():
         raise PipelineError(
@@ -97,13 +66,22 @@ def gate(params: Params, override: str | None = None) -> Verdict:
         )
     paths = params.paths
     try:
-        verdict = judge(params, override)
+        key = signing_key if signing_key is not None else signing_key_from_env()
+        verdict = signed(judge(params, override), key)
         write_json_atomic(paths.verdict, verdict.model_dump(mode="json"))
     except BaseException:
         paths.verdict.unlink(missing_ok=True)
         raise
     log.info("gate: blessed=%s, %d failing checks", verdict.blessed, len(verdict.failures))
     return verdict
+
+
+def signed(verdict: Verdict, key: Ed25519PrivateKey | None) -> Verdict:
+    """The verdict with its signature over its canonical bytes (unchanged without a key)."""
+    if key is None:
+        return verdict
+    content = verdict.model_dump(mode="json", exclude={SIGNATURE_KEY})
+    return verdict.model_copy(update={SIGNATURE_KEY: sign(canonical_bytes(content), key)})
 
 
 def judge(params: Params, override: str | None) -> Verdict:
@@ -117,7 +95,7 @@ def judge(params: Params, override: str | None) -> Verdict:
     checks = [
         *overall_checks(metrics, params.gate, paths.metrics),
         *slice_checks(read_slices(paths.slices), params.gate),
-        *fairness_checks(summary, params.gate),
+        *fairness_checks(summary, params.gate, metadata.mitigated),
         *change_checks(metrics, baseline, params.gate, paths.baseline_dir / BASELINE_METRICS),
     ]
     return decide(checks, override, metadata, metrics, summary, params, baseline)
@@ -143,17 +121,29 @@ def decide(
         model_sha256=metadata.model_sha256,
         checks=checks,
         override=recorded,
-        policy=policy_record(params.gate, summary),
+        policy=policy_record(params.gate, summary, metadata),
         headline_metrics={k: float(metrics[k]) for k in HEADLINE},
         baseline=_baseline_identity(baseline),
         inputs=input_digests(params, baseline is not None),
     )
 
 
-def policy_record(policy: GateParams, summary: AuditSummary) -> dict[str, Any]:
-    """What was applied, including the tolerance the audit used (checked equal to params)."""
+def policy_record(
+    policy: GateParams, summary: AuditSummary, metadata: ModelMetadata
+) -> dict[str, Any]:
+    """What was applied, including the tolerance the audit used (checked equal to params).
+
+    Each parity's `enforced` is what applied to this model: `enforced_when_mitigated` when the
+    model carries a mitigation (and the policy sets it), so the card shows what was enforced.
+    """
+    record = policy.model_dump(mode="json")
+    mitigated = metadata.mitigated
+    for parity, rule in policy.fairness.items():
+        record["fairness"][parity]["enforced"] = rule.applies(mitigated)
+    mitigation = metadata.mitigation.method if metadata.mitigation is not None else "none"
     return {
-        **policy.model_dump(mode="json"),
+        **record,
+        "mitigation": mitigation,
         "audit": {"tau": summary.tau, "alpha": summary.alpha, "min_support": summary.min_support},
     }
 
@@ -472,8 +462,11 @@ def _slice_check(
     )
 
 
-def fairness_checks(summary: AuditSummary, policy: GateParams) -> list[Check]:
-    """One check per parity and attribute, enforced or reported as the policy says."""
+def fairness_checks(
+    summary: AuditSummary, policy: GateParams, mitigated: bool = False
+) -> list[Check]:
+    """One check per parity and attribute, enforced or reported as the policy says (for a
+    mitigated model, as its `enforced_when_mitigated` says where set)."""
     checks = []
     for parity, rule in policy.fairness.items():
         if parity not in summary.parities:
@@ -483,7 +476,8 @@ def fairness_checks(summary: AuditSummary, policy: GateParams) -> list[Check]:
         groups = summary.parities[parity].groups
         for attribute in summary.attributes:
             own = [g for g in groups if g.attribute == attribute]
-            checks.append(_fairness_check(parity, attribute, own, rule.enforced, summary))
+            enforced = rule.applies(mitigated)
+            checks.append(_fairness_check(parity, attribute, own, enforced, summary))
     return checks
 
 

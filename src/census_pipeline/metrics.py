@@ -177,12 +177,21 @@ def best_fbeta_threshold(y_true: ArrayLike, scores: ArrayLike, beta: float) -> t
 
 
 def summary(
-    y_true: ArrayLike, probabilities: ArrayLike, threshold: float, beta: float
+    y_true: ArrayLike,
+    probabilities: ArrayLike,
+    threshold: float,
+    beta: float,
+    predicted: ArrayLike | None = None,
 ) -> dict[str, float]:
-    """The scalar metrics of one scored set: threshold-free ones plus those at `threshold`."""
+    """The scalar metrics of one scored set: threshold-free ones plus those at `threshold`.
+
+    `predicted` overrides the labels at `threshold` when the model labels each group at its own
+    threshold (the `group_thresholds` mitigation); the predictor's labels are then the truth.
+    """
     truth = np.asarray(y_true).astype(np.int64)
     scores = np.asarray(probabilities, dtype=np.float64)
-    counts = confusion(truth, labels_at(scores, threshold))
+    labels = labels_at(scores, threshold) if predicted is None else np.asarray(predicted)
+    counts = confusion(truth, labels.astype(np.int64))
     at = confusion_rates(counts, beta)
     return {
         "n": float(truth.size),

@@ -25,14 +25,18 @@ import lightgbm as lgb
 import numpy as np
 from numpy.typing import NDArray
 
-from census_pipeline.artifact import ModelMetadata, load_model
+from census_pipeline.artifact import GroupThresholds, ModelMetadata, load_model
 from census_pipeline.errors import PipelineError
-from census_pipeline.schema import NEGATIVE_LABEL, POSITIVE_LABEL
+from census_pipeline.schema import CROSS, NEGATIVE_LABEL, POSITIVE_LABEL
 
 if TYPE_CHECKING:
     import pandas as pd
 
 _PREDICT_NORMAL = 0  # C_API_PREDICT_NORMAL: probabilities for a binary objective
+# The LightGBM releases whose C API (the fast single-row calls, LGBM_BoosterCalcNumPredict) and
+# private `_LIB` / `Booster._handle` this module was checked against; a test pins it, so an
+# upgrade outside it fails until someone re-reads c_api.h and widens the range.
+FAST_PATH_CHECKED_LIGHTGBM = ((4, 7), (4, 8))  # >= 4.7, < 4.8
 _DTYPE_FLOAT64 = 1  # C_API_DTYPE_FLOAT64
 
 
@@ -44,16 +48,27 @@ class RecordError(PipelineError):
 class Prediction:
     probability: float
     label: str
+    # The threshold this record was labelled at (its group's, under group thresholds).
+    threshold: float
 
 
 @dataclass(frozen=True)
 class Predictions:
     probabilities: NDArray[np.float64]
     threshold: float
+    # Per row, the threshold each was labelled at; None means `threshold` for every row.
+    row_thresholds: NDArray[np.float64] | None = None
+
+    @property
+    def thresholds(self) -> NDArray[np.float64]:
+        if self.row_thresholds is not None:
+            return self.row_thresholds
+        return np.full(self.probabilities.shape, self.threshold)
 
     @property
     def positive(self) -> NDArray[np.bool_]:
-        return self.probabilities >= self.threshold
+        limit = self.threshold if self.row_thresholds is None else self.row_thresholds
+        return self.probabilities >= limit
 
     @property
     def labels(self) -> list[str]:
@@ -189,18 +204,82 @@ def _numeric_column(name: str, column: pd.Series) -> NDArray[np.float64]:
     return values
 
 
+class ThresholdRule:
+    """The labelling rule's threshold for a record: the model's one, or its group's.
+
+    Under the `group_thresholds` mitigation a record takes the threshold of the first grouping
+    whose group (values joined by " x ") has one; a missing or unknown value falls through to
+    the next grouping and finally to the model's single threshold. Records, lists and tables all
+    go through `_lookup`, so single-row and batch answers cannot disagree.
+    """
+
+    def __init__(self, threshold: float, groups: GroupThresholds | None):
+        self.threshold = threshold
+        self._levels: list[tuple[list[str], dict[str, float]]] = []
+        if groups is not None:
+            self._levels = [
+                (list(grouping), groups.thresholds.get(CROSS.join(grouping), {}))
+                for grouping in groups.groupings
+            ]
+
+    @property
+    def by_group(self) -> bool:
+        return bool(self._levels)
+
+    def _lookup(self, values: Mapping[str, Any]) -> float:
+        for attributes, table in self._levels:
+            parts = [values.get(a) for a in attributes]
+            if all(type(p) is str for p in parts):
+                found = table.get(CROSS.join(str(p) for p in parts))
+                if found is not None:
+                    return found
+        return self.threshold
+
+    def for_record(self, record: Mapping[str, Any]) -> float:
+        return self._lookup(record) if self._levels else self.threshold
+
+    def for_records(self, records: Sequence[Mapping[str, Any]]) -> NDArray[np.float64] | None:
+        if not self._levels:
+            return None
+        return np.fromiter((self._lookup(r) for r in records), np.float64, len(records))
+
+    def for_frame(self, frame: pd.DataFrame) -> NDArray[np.float64] | None:
+        if not self._levels:
+            return None
+        attributes = sorted({a for grouping, _ in self._levels for a in grouping})
+        missing = [a for a in attributes if a not in frame.columns]
+        if missing:
+            raise RecordError(f"table lacks the columns {missing} its group thresholds need")
+        # One lookup per distinct combination, not per row; anything but a string is missing.
+        columns = [
+            [v if type(v) is str else None for v in frame[a].astype(object).tolist()]
+            for a in attributes
+        ]
+        keys = list(zip(*columns, strict=True))
+        table = {key: self._lookup(dict(zip(attributes, key, strict=True))) for key in set(keys)}
+        return np.fromiter((table[key] for key in keys), np.float64, len(keys))
+
+
 class _FastSingleRow:
     """LightGBM's C fast path for one row: a prepared config plus reusable buffers.
 
-    One lock guards the shared buffers and the call, so a threaded web server is safe; the call
-    takes microseconds and ctypes releases the GIL during it.
+    The output buffer is sized from LightGBM's own answer (`LGBM_BoosterCalcNumPredict` for one
+    row), and anything but one number per row is refused: the C call writes as many numbers as
+    the model produces, whatever the buffer holds. One lock guards the shared buffers and the
+    call, so a threaded web server is safe; the call takes microseconds and ctypes releases the
+    GIL during it.
     """
 
     def __init__(self, booster: lgb.Booster, num_features: int):
         lib = _lib()
         self._predict = lib.LGBM_BoosterPredictForMatSingleRowFast
         self._row = np.zeros(num_features, dtype=np.float64)
-        self._out = np.zeros(1, dtype=np.float64)
+        self._out = np.zeros(_outputs_per_row(booster), dtype=np.float64)
+        if self._out.size != 1:
+            raise PipelineError(
+                f"the model produces {self._out.size} numbers per row; only single-output "
+                "binary models can be served"
+            )
         self._out_len = ctypes.c_int64(0)
         self._row_ptr = self._row.ctypes.data_as(ctypes.c_void_p)
         self._out_ptr = self._out.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
@@ -231,11 +310,29 @@ class _FastSingleRow:
                     self._handle, self._row_ptr, ctypes.byref(self._out_len), self._out_ptr
                 )
             )
+            if self._out_len.value != 1:  # never with a binary model; checked, not assumed
+                raise RuntimeError(f"LightGBM wrote {self._out_len.value} numbers for one row")
             return float(self._out[0])
 
     def close(self) -> None:
         with self._lock:
             self._finalizer()
+
+
+def _outputs_per_row(booster: lgb.Booster) -> int:
+    """How many numbers LightGBM writes when it predicts one row (normal prediction, all trees)."""
+    count = ctypes.c_int64(0)
+    _check(
+        _lib().LGBM_BoosterCalcNumPredict(
+            booster._handle,
+            ctypes.c_int(1),
+            ctypes.c_int(_PREDICT_NORMAL),
+            ctypes.c_int(0),
+            ctypes.c_int(-1),
+            ctypes.byref(count),
+        )
+    )
+    return count.value
 
 
 def _lib() -> Any:
@@ -262,6 +359,10 @@ class Predictor:
     def __init__(self, booster: lgb.Booster, metadata: ModelMetadata, num_threads: int = 1):
         self.metadata = metadata
         self.threshold = metadata.threshold
+        mitigation = metadata.mitigation
+        self.rule = ThresholdRule(
+            metadata.threshold, mitigation.group_thresholds if mitigation is not None else None
+        )
         self._booster = booster
         # Batch scoring threads; one by default so web workers and shared cores do not fight
         # over OpenMP threads that busy-wait.
@@ -290,8 +391,16 @@ class Predictor:
         """Per feature, how many values so far were not in the stored vocabulary."""
         return dict(self.encoder.unknown_counts)
 
-    def label(self, probability: float) -> str:
-        return POSITIVE_LABEL if probability >= self.threshold else NEGATIVE_LABEL
+    def threshold_for(self, record: Mapping[str, Any]) -> float:
+        """The threshold `record` is labelled at: the model's, or its group's (`ThresholdRule`)."""
+        return self.rule.for_record(record)
+
+    def label(self, probability: float, record: Mapping[str, Any] | None = None) -> str:
+        """The labelling rule. A model with group thresholds needs the record (its sex, race)."""
+        if record is None and self.rule.by_group:
+            raise ValueError("this model labels by group: pass the record to label()")
+        threshold = self.threshold if record is None else self.threshold_for(record)
+        return POSITIVE_LABEL if probability >= threshold else NEGATIVE_LABEL
 
     def probability_one(self, record: Mapping[str, Any]) -> float:
         """The fast path: no DataFrame, no `Booster.predict`."""
@@ -299,20 +408,24 @@ class Predictor:
 
     def predict_one(self, record: Mapping[str, Any]) -> Prediction:
         probability = self.probability_one(record)
-        return Prediction(probability=probability, label=self.label(probability))
+        threshold = self.threshold_for(record)
+        label = POSITIVE_LABEL if probability >= threshold else NEGATIVE_LABEL
+        return Prediction(probability=probability, label=label, threshold=threshold)
 
     def predict_many(self, records: Sequence[Mapping[str, Any]]) -> Predictions:
-        return self._scores(self.encoder.encode_records(records))
+        return self._scores(self.encoder.encode_records(records), self.rule.for_records(records))
 
     def predict_frame(self, frame: pd.DataFrame) -> Predictions:
-        return self._scores(self.encoder.encode_frame(frame))
+        return self._scores(self.encoder.encode_frame(frame), self.rule.for_frame(frame))
 
-    def _scores(self, matrix: NDArray[np.float64]) -> Predictions:
+    def _scores(
+        self, matrix: NDArray[np.float64], row_thresholds: NDArray[np.float64] | None
+    ) -> Predictions:
         if matrix.shape[0] == 0:
-            return Predictions(np.empty(0, dtype=np.float64), self.threshold)
+            return Predictions(np.empty(0, dtype=np.float64), self.threshold, row_thresholds)
         scores = self._booster.predict(matrix, num_threads=self.num_threads)
         probabilities = np.asarray(scores, dtype=np.float64)
-        return Predictions(probabilities, self.threshold)
+        return Predictions(probabilities, self.threshold, row_thresholds)
 
     def contributions_one(self, record: Mapping[str, Any]) -> dict[str, float]:
         """Per-feature contributions (SHAP values, in log-odds) to one record's score.

@@ -79,17 +79,16 @@ def _copy(files: dict[str, Path], folder: Path) -> None:
 
 
 def _check(staging: Path, target: Path) -> Publication:
-    """Refuse exactly what the service would refuse to start with (the copies are checked)."""
-    from census_pipeline.api.loading import check_blessing, read_verdict
-    from census_pipeline.predict import Predictor
+    """Refuse exactly what the service would refuse to start with: the shared trust check
+    (`census_pipeline.trust`, never allowing an unblessed model), run on the copies."""
+    from census_pipeline.trust import load_trusted_model
 
-    with Predictor.load(staging) as predictor:
-        metadata = predictor.metadata
-    verdict = read_verdict(staging / VERDICT)
     try:
-        check_blessing(verdict, metadata.model_sha256, False, sha256_file(staging / METADATA))
+        trusted = load_trusted_model(staging)
     except PipelineError as exc:
         raise PipelineError(f"not published ({target} is unchanged): {exc}") from None
+    trusted.predictor.close()
+    metadata = trusted.metadata
     return Publication(target, metadata.model_version, metadata.model_sha256)
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from census_pipeline import metrics
+from census_pipeline import metrics, mitigate
 from census_pipeline.artifact import ModelMetadata, save_model
 from census_pipeline.config import Params, TrainParams
 from census_pipeline.errors import PipelineError
@@ -152,9 +152,13 @@ def train(params: Params) -> TrainResult:
     fit_rows, validation_rows = stratified_split(y, settings.validation_share, params.seed)
 
     dataset_params = {"verbosity": -1, "seed": params.seed}
+    # None unless fairness.mitigation is `reweighing` (mitigate.py).
+    weights, weight_table = mitigate.training_weights(
+        params.fairness, frame.iloc[fit_rows], y[fit_rows]
+    )
     fit = lgb.Dataset(
-        x[fit_rows], y[fit_rows], feature_name=features, categorical_feature=categorical,
-        params=dataset_params, free_raw_data=False,
+        x[fit_rows], y[fit_rows], weight=weights, feature_name=features,
+        categorical_feature=categorical, params=dataset_params, free_raw_data=False,
     )  # fmt: skip
     validation = fit.create_valid(x[validation_rows], y[validation_rows])
     base = {**settings.lightgbm, **fixed_lightgbm_params(settings, params.seed)}
@@ -173,8 +177,22 @@ def train(params: Params) -> TrainResult:
         y[validation_rows], validation_scores, settings.fbeta_beta
     )
     validation_set = (y[validation_rows], validation_scores)
+    mitigation = mitigate.mitigation_record(
+        params.fairness,
+        (frame.iloc[validation_rows], y[validation_rows], validation_scores),
+        threshold,
+        weight_table,
+    )
     fields = metadata_fields(
         params, encoder, base, candidates, chosen, threshold, validation_set, len(fit_rows)
+    )
+    fields["mitigation"] = mitigation.model_dump(mode="json")
+    # At the labels the predictor will give (its groups' thresholds, if any).
+    predicted = mitigate.predicted_labels(
+        mitigation, frame.iloc[validation_rows], validation_scores, threshold
+    )
+    fields["validation_metrics"] = metrics.summary(
+        y[validation_rows], validation_scores, threshold, settings.fbeta_beta, predicted
     )
     metadata = save_model(model_text, fields, params.paths.model_file, params.paths.model_metadata)
     seconds = time.perf_counter() - started

@@ -4,8 +4,9 @@ The command line is read from the Procfile (not restated here) and handed to `ba
 `PORT` and `WEB_CONCURRENCY` set and no `CENSUS_API_*` variable, from the folder holding the
 session project's `params.yaml` (as a dyno runs it from the app's root): the Procfile's
 `--params params.yaml` must find the model the session's real pipeline trained, evaluated,
-audited, gated, described and published (`paths.serving_dir`), and its card. The server must answer on /health and /ready, serve
-that very model and card, and start the number of workers the environment asks for.
+audited, gated, described and published (`paths.serving_dir`), and its card. The server must
+answer on /health and /ready, serve that very model and card, and start the number of workers
+the environment asks for.
 """
 
 from __future__ import annotations

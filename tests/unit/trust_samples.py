@@ -137,6 +137,12 @@ def metadata(model_text: bytes = b"tree\n") -> dict[str, Any]:
         "fbeta_beta": 1.0,
         "params": {"learning_rate": 0.05, "num_leaves": 31, "feature_fraction": 0.8, "seed": 42},
         "num_trees": 412,
+        "model_shape": {
+            "objective": "binary",
+            "num_class": 1,
+            "num_model_per_iteration": 1,
+            "num_features": 3,
+        },
         "validation_metrics": {"roc_auc": 0.931, "f1": 0.725},
         "tuning": {"selection": "lowest validation log loss", "candidates": [{}, {}]},
         "feature_names": ["age", "race", "sex"],

@@ -1,10 +1,10 @@
 """Loading what the service serves, once, and refusing what it must not serve.
 
-The model comes through `Predictor` (which verifies the model file's sha256 against its
-metadata). The gate's verdict must bless that very model and that very metadata: a verdict for
-another model sha256, or one whose recorded `inputs.model_metadata` digest is not the sha256 of
-the `model.json` loaded here (an edited threshold, say), counts as no blessing at all. Every
-failure is a `PipelineError` whose message says what to do.
+Whether the model may be served is decided by `census_pipeline.trust`, the check batch scoring
+and CD share: the model file matches its metadata and is a binary classifier, the verdict
+(signed, when a verify key is configured) judged this very model and metadata, and its
+`blessed` is what its own checks imply. Every failure is a `PipelineError` whose message says
+what to do; this module adds the service's own way around an unblessed model (a setting).
 """
 
 from __future__ import annotations
@@ -15,22 +15,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from census_pipeline.api.schemas import GateVerdict, ModelInfo
 from census_pipeline.api.settings import Settings
 from census_pipeline.errors import PipelineError
-from census_pipeline.files import read_json, sha256_file
 from census_pipeline.predict import Predictor
+from census_pipeline.trust import (
+    METADATA_FILE,
+    METADATA_INPUT,
+    UNSIGNED_WARNING,
+    VERDICT_FILE,
+    TrustedModel,
+    UntrustedModel,
+    load_trusted_model,
+)
+from census_pipeline.verdict import Verdict
 
 logger = logging.getLogger("census_pipeline.api")
 
-# Same names as `PathsParams.verdict` and `.model_metadata`: the service reads no params file
-# (a test holds them equal).
-VERDICT_FILE = "verdict.json"
-METADATA_FILE = "model.json"
-# The key under which the gate's verdict records the sha256 of the metadata file it judged.
-METADATA_INPUT = "model_metadata"
+# VERDICT_FILE, METADATA_FILE and METADATA_INPUT are re-exported from `trust`: the same names
+# as `PathsParams.verdict` and `.model_metadata` (a test holds them equal).
+__all__ = ["METADATA_FILE", "METADATA_INPUT", "VERDICT_FILE", "ServedModel", "load_served_model"]
 EXPLAIN_TOP = 5
 
 
@@ -48,32 +52,41 @@ class ServedModel:
 
     def predict_one(self, record: dict[str, Any], explain: bool = False) -> dict[str, Any]:
         """`record` as validated by `body.RECORD`: hyphenated keys, values in their domains."""
-        probability = self.predictor.probability_one(record)
-        return self._prediction(probability, self._explain(record) if explain else None)
+        one = self.predictor.predict_one(record)
+        explanation = self._explain(record) if explain else None
+        return self._prediction(one.probability, one.label, one.threshold, explanation)
 
     def predict_many(
         self, records: Sequence[dict[str, Any]], explain: bool = False
     ) -> list[dict[str, Any]]:
-        probabilities = self.predictor.predict_many(records).probabilities.tolist()
+        scored = self.predictor.predict_many(records)
+        answers = zip(
+            scored.probabilities.tolist(), scored.labels, scored.thresholds.tolist(), strict=True
+        )
         if not explain:
-            return [self._prediction(probability, None) for probability in probabilities]
+            return [self._prediction(p, label, t, None) for p, label, t in answers]
         # One pred_contrib call for the whole batch, not one per record.
         contributions = self.predictor.contributions_many(records).tolist()
         names = self.predictor.feature_names
         return [
-            self._prediction(probability, self._top(record, zip(names, row, strict=True)))
-            for probability, record, row in zip(probabilities, records, contributions, strict=True)
+            self._prediction(p, label, t, self._top(record, zip(names, row, strict=True)))
+            for (p, label, t), record, row in zip(answers, records, contributions, strict=True)
         ]
 
     def _prediction(
-        self, probability: float, explanation: list[dict[str, Any]] | None
+        self,
+        probability: float,
+        label: str,
+        threshold: float,
+        explanation: list[dict[str, Any]] | None,
     ) -> dict[str, Any]:
         # A plain dict shaped like `Prediction`: building the model instance would cost ten
-        # times more, for values that come from the model rather than from a client.
+        # times more, for values that come from the model rather than from a client. The
+        # label and threshold are the Predictor's (the record's group's, under group thresholds).
         answer: dict[str, Any] = {
-            "label": self.predictor.label(probability),
+            "label": label,
             "probability": probability,
-            "threshold": self.info.threshold,
+            "threshold": threshold,
             "model_version": self.info.model_version,
         }
         if explanation is not None:
@@ -95,101 +108,59 @@ class ServedModel:
 
 
 def load_served_model(settings: Settings) -> ServedModel:
-    predictor = _load_predictor(settings.model_dir)
-    metadata = predictor.metadata
-    metadata_sha256 = sha256_file(settings.model_dir / METADATA_FILE)
-    verdict = read_verdict(settings.model_dir / VERDICT_FILE)
-    try:
-        blessed = check_blessing(
-            verdict, metadata.model_sha256, settings.allow_unblessed, metadata_sha256
+    """The model the shared trust check (`census_pipeline.trust`) lets this service use."""
+    if not settings.model_dir.is_dir():
+        raise PipelineError(
+            f"{settings.model_dir}: model folder not found: run the pipeline and `census-pipeline "
+            "publish` (`make run` does both), or set CENSUS_API_MODEL_DIR to the folder holding "
+            "model.txt and model.json"
         )
-    except PipelineError:
-        predictor.close()
-        raise
+    try:
+        trusted = load_trusted_model(settings.model_dir, allow_unblessed=settings.allow_unblessed)
+    except UntrustedModel as exc:
+        raise PipelineError(
+            f"{exc.problem}; set CENSUS_API_ALLOW_UNBLESSED=true to serve it anyway "
+            "(development only)"
+        ) from None
+    _log_trust(trusted)
+    metadata = trusted.metadata
+    reported = _reported(trusted.verdict)
     info = ModelInfo(
         model_version=metadata.model_version,
         model_sha256=metadata.model_sha256,
-        metadata_sha256=metadata_sha256,
+        metadata_sha256=trusted.metadata_sha256,
         train_data_sha256=metadata.train_data_sha256,
         num_trees=metadata.num_trees,
         threshold=metadata.threshold,
         features=list(metadata.feature_names),
-        headline_metrics=verdict.headline_metrics if verdict else None,
-        blessed=blessed,
-        verdict=verdict,
+        headline_metrics=reported.headline_metrics if reported else None,
+        blessed=trusted.blessed,
+        verdict=reported,
     )
     card = read_card(settings.model_card_path)
-    return ServedModel(predictor=predictor, info=info, card_html=card)
+    return ServedModel(predictor=trusted.predictor, info=info, card_html=card)
 
 
-def _load_predictor(model_dir: Path) -> Predictor:
-    if not model_dir.is_dir():
-        raise PipelineError(
-            f"{model_dir}: model folder not found: run the pipeline and `census-pipeline "
-            "publish` (`make run` does both), or set CENSUS_API_MODEL_DIR to the folder holding "
-            "model.txt and model.json"
+def _log_trust(trusted: TrustedModel) -> None:
+    if not trusted.blessed:
+        logger.warning(
+            "serving an UNBLESSED model (CENSUS_API_ALLOW_UNBLESSED is set): %s", trusted.problem
         )
-    return Predictor.load(model_dir)
-
-
-def read_verdict(path: Path) -> GateVerdict | None:
-    """The gate's verdict, or None when the gate has not run (so nothing is blessed)."""
-    if not path.is_file():
-        return None
-    try:
-        return GateVerdict.model_validate(read_json(path))
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise PipelineError(
-            f"{path}: {where}: {first['msg']} (rerun `census-pipeline gate`)"
-        ) from exc
-
-
-def check_blessing(
-    verdict: GateVerdict | None, model_sha256: str, allow_unblessed: bool, metadata_sha256: str
-) -> bool:
-    """True when blessed; an unblessed model is an error unless development allows it."""
-    problem = _blessing_problem(verdict, model_sha256, metadata_sha256)
-    if problem is None:
-        if verdict is not None and verdict.override is not None:
-            reason = verdict.override.get("reason", "no reason recorded")
-            logger.warning("the gate's checks failed but a person blessed the model: %s", reason)
-        return True
-    if not allow_unblessed:
-        raise PipelineError(
-            f"{problem}; set CENSUS_API_ALLOW_UNBLESSED=true to serve it anyway (development only)"
+    elif trusted.verdict is not None and trusted.verdict.override is not None:
+        logger.warning(
+            "the gate's checks failed but a person blessed the model: %s",
+            trusted.verdict.override.reason,
         )
-    logger.warning("serving an UNBLESSED model (CENSUS_API_ALLOW_UNBLESSED is set): %s", problem)
-    return False
+    if trusted.signed:
+        signature = trusted.verdict.signature if trusted.verdict else None
+        logger.info("the verdict is signed by key %s", signature.key_id if signature else "?")
+    else:
+        logger.warning(UNSIGNED_WARNING)
 
 
-def _blessing_problem(
-    verdict: GateVerdict | None, model_sha256: str, metadata_sha256: str
-) -> str | None:
-    if verdict is None:
-        return f"no {VERDICT_FILE} beside the model: run `census-pipeline gate` first"
-    if verdict.model_sha256 != model_sha256:
-        return (
-            f"{VERDICT_FILE} is for another model (sha256 {verdict.model_sha256[:12]}, "
-            f"served model {model_sha256[:12]}): rerun `census-pipeline gate`"
-        )
-    judged = (verdict.inputs or {}).get(METADATA_INPUT)
-    if judged is None:
-        return (
-            f"{VERDICT_FILE} does not record which {METADATA_FILE} it judged "
-            f"(no inputs.{METADATA_INPUT}): rerun `census-pipeline gate`"
-        )
-    if judged != metadata_sha256:
-        return (
-            f"{METADATA_FILE} was changed after the gate judged it (sha256 {metadata_sha256[:12]}, "
-            f"judged {judged[:12]}): restore it or rerun `census-pipeline gate`"
-        )
-    if not verdict.blessed:
-        failed = [c.name for c in verdict.checks if c.enforced and c.passed is False]
-        reasons = ", ".join(failed) or "see the verdict"
-        return f"the gate did not bless this model (failed: {reasons})"
-    return None
+def _reported(verdict: Verdict | None) -> GateVerdict | None:
+    """The verdict as /model reports it (the service's own, more tolerant schema)."""
+    return None if verdict is None else GateVerdict.model_validate(verdict.model_dump(mode="json"))
 
 
 def read_card(path: Path) -> str | None:

@@ -14,18 +14,34 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.routing import APIRoute
 
 from census_pipeline import __version__
 from census_pipeline.api import handlers, logs
 from census_pipeline.api.deps import require_api_key
-from census_pipeline.api.loading import load_served_model
+from census_pipeline.api.loading import ServedModel, load_served_model
 from census_pipeline.api.middleware import RequestGuard
-from census_pipeline.api.routes import bench, health, model, predict, root
+from census_pipeline.api.oip import routes as oip
+from census_pipeline.api.routes import (
+    bench,
+    feedback,
+    health,
+    metrics,
+    model,
+    monitoring,
+    predict,
+    root,
+)
 from census_pipeline.api.schemas import CensusRecord
 from census_pipeline.api.settings import Settings
+from census_pipeline.api.telemetry import RequestMetrics, Telemetry
+from census_pipeline.api.tracking import Tracker
 from census_pipeline.errors import PipelineError
+from census_pipeline.predlog.database import make_engine
+from census_pipeline.predlog.feedback import FeedbackStore
+from census_pipeline.predlog.privacy import Redaction
+from census_pipeline.predlog.writer import PredictionLog, WriterSettings
 
 logger = logging.getLogger(logs.LOGGER_NAME)
 
@@ -54,36 +70,44 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.model = None
-    body_routes = _include_routers(app, settings)
+    body_routes, all_routes = _include_routers(app, settings)
     _document_record_schema(app)
     handlers.install(app)
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes, paths=body_routes)
+    app.state.telemetry = Telemetry(all_routes)
+    app.add_middleware(RequestMetrics, telemetry=app.state.telemetry)
     return app
 
 
-def _include_routers(app: FastAPI, settings: Settings) -> list[str]:
-    """Wire the routers; answer the paths whose POST takes a body (the size guard's)."""
+def _include_routers(app: FastAPI, settings: Settings) -> tuple[list[str], list[str]]:
+    """Wire the routers; answer the paths whose POST takes a body (the size guard's), and all
+    paths (the metrics' route label: any other path counts as "other")."""
     # With no key configured the check is left out entirely rather than run as a no-op.
     guarded = [Depends(require_api_key)] if settings.api_key is not None else []
-    app.include_router(root.router)
-    app.include_router(health.router)
-    app.include_router(model.router)
-    with_bodies = [predict.router]
+    plain = [
+        root.router, health.router, model.router, oip.public, metrics.router, monitoring.router,
+    ]  # fmt: skip
+    for router in plain:
+        app.include_router(router)
+    with_bodies = [predict.router, oip.inference]
+    if settings.prediction_log:
+        with_bodies.append(feedback.router)
     if settings.enable_bare_endpoint:
         with_bodies.append(bench.router)
     for router in with_bodies:
         app.include_router(router, dependencies=guarded)
-    return [
-        route.path
-        for router in with_bodies
-        for route in router.routes
-        if isinstance(route, APIRoute) and "POST" in (route.methods or ())
-    ]
+    routes = _routes(plain + with_bodies)
+    with_body = [r.path for r in _routes(with_bodies) if "POST" in (r.methods or ())]
+    return with_body, [route.path for route in routes]
+
+
+def _routes(routers: list[APIRouter]) -> list[APIRoute]:
+    return [route for router in routers for route in router.routes if isinstance(route, APIRoute)]
 
 
 def _document_record_schema(app: FastAPI) -> None:
-    """Publish `CensusRecord` under components: the routes refer to it but parse bodies
-    themselves (see `body.py`), so FastAPI does not add it on its own."""
+    """Publish `CensusRecord` (and the OIP inference request) under components: the routes
+    refer to them but parse bodies themselves (see `body.py`), so FastAPI does not add them."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -91,6 +115,7 @@ def _document_record_schema(app: FastAPI) -> None:
             schema = generate()
             schemas = schema.setdefault("components", {}).setdefault("schemas", {})
             schemas["CensusRecord"] = CensusRecord.model_json_schema()
+            schemas.update(oip.component_schemas())
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -107,6 +132,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         logger.critical("refusing to start: %s", exc)
         raise StartupRefused(str(exc)) from None
     app.state.model = served
+    _start_monitoring(app, settings, served)
     # Everything loaded so far (frameworks, model, schemas) lives as long as the process. Moving
     # it out of the collector's reach keeps full collections from scanning it again and again:
     # they were stalls of up to 100 ms in the latency tail (docs/api.md, "Performance").
@@ -118,8 +144,44 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         served.info.blessed,
     )
     yield
+    _stop_monitoring(app)
     app.state.model = None
     served.predictor.close()
+
+
+def _start_monitoring(app: FastAPI, settings: Settings, served: ServedModel) -> None:
+    """The prediction log's writer thread and the metrics' flusher, in this worker process."""
+    telemetry: Telemetry = app.state.telemetry
+    telemetry.serve_model(served.version, served.info.model_sha256, served.info.blessed)
+    log = None
+    if settings.prediction_log:
+        url = settings.log_database_url()
+        key = settings.log_hash_key.get_secret_value().encode() if settings.log_hash_key else None
+        log = PredictionLog(
+            url,
+            WriterSettings(
+                capacity=settings.log_queue_capacity,
+                batch_size=settings.log_batch_size,
+                flush_seconds=settings.log_flush_seconds,
+                retention_days=settings.log_retention_days,
+            ),
+            Redaction.of(settings.log_omit_fields, settings.log_hash_fields, key),
+        )
+        log.start()
+        # Feedback's own pool; it connects on the first request, not here.
+        app.state.feedback_store = FeedbackStore(make_engine(url))
+        telemetry.watch_log(log.status)
+    app.state.prediction_log = log
+    app.state.tracker = Tracker(served.version, log, telemetry)
+    telemetry.start()
+
+
+def _stop_monitoring(app: FastAPI) -> None:
+    log: PredictionLog | None = app.state.prediction_log
+    if log is not None:
+        log.close()
+        app.state.feedback_store.engine.dispose()
+    app.state.telemetry.stop()
 
 
 def _set_access_log(enabled: bool) -> None:

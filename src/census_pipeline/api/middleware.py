@@ -12,8 +12,10 @@ content type (415) is checked by the routes, after the key (`body.read_json_body
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Collection
 
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -57,10 +59,14 @@ class RequestGuard:
     def __init__(self, app: ASGIApp, max_body_bytes: int, paths: Collection[str]) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
-        self.paths = frozenset(paths)
+        self.paths = frozenset(path for path in paths if "{" not in path)
+        # Routes with path parameters (`/v2/models/{model_name}/infer`), matched like the router.
+        self.templates: tuple[re.Pattern[str], ...] = tuple(
+            compile_path(path)[0] for path in paths if "{" in path
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in self.paths:
+        if scope["type"] != "http" or scope["method"] != "POST" or not self._guards(scope["path"]):
             await self.app(scope, receive, send)
             return
         declared = _header(scope, b"content-length")
@@ -72,6 +78,9 @@ class RequestGuard:
             await send_error(send, 413, self._too_large())
             return
         await self.app(scope, _replay(body, receive), send)
+
+    def _guards(self, path: str) -> bool:
+        return path in self.paths or any(template.match(path) for template in self.templates)
 
     def _too_large(self) -> str:
         return f"request body larger than the limit of {self.max_body_bytes} bytes"

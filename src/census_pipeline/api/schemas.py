@@ -117,8 +117,18 @@ class Prediction(BaseModel):
 
     label: Label = Field(description="'>50K' when probability >= threshold, else '<=50K'.")
     probability: float = Field(ge=0, le=1, description="Predicted probability of >50K.")
-    threshold: float = Field(ge=0, le=1, description="Decision threshold chosen in training.")
+    threshold: float = Field(
+        ge=0,
+        le=1,
+        description="Decision threshold this record was labelled at: the model's, or its "
+        "group's when the model was mitigated with group thresholds.",
+    )
     model_version: str
+    id: str | None = Field(
+        None,
+        description="The record's id in the prediction log, for POST /feedback: the request id "
+        "for /predict, '<request id>:<index>' for each record of /predict/batch.",
+    )
     explanation: list[Contribution] | None = Field(
         None, description="Top features by |contribution|; only with ?explain=true."
     )
@@ -135,10 +145,44 @@ class Health(BaseModel):
     status: Literal["ok"] = "ok"
 
 
+class PredictionLogState(BaseModel):
+    """The prediction log's writer in this worker; its trouble never makes the service unready."""
+
+    state: Literal["starting", "writing", "unavailable", "stopped"]
+    queued: int = Field(description="Records waiting to be written.")
+    written: int
+    dropped: int = Field(description="Records not logged because the queue was full.")
+    last_error: str | None = None
+
+
 class Readiness(BaseModel):
     status: Literal["ready"] = "ready"
     model_version: str
     blessed: bool
+    prediction_log: PredictionLogState | None = Field(
+        None, description="null when logging is off (CENSUS_API_PREDICTION_LOG=false)."
+    )
+
+
+class FeedbackItem(BaseModel):
+    """The true label of one logged record."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=64, description="The prediction's `id`.")
+    label: Label = Field(description="What the person's income really was.")
+
+
+class FeedbackOutcome(BaseModel):
+    id: str
+    status: Literal[200, 404] = Field(description="200 stored; 404 no logged record has this id.")
+    detail: str | None = None
+
+
+class FeedbackResult(BaseModel):
+    stored: int
+    unknown: int
+    results: list[FeedbackOutcome]
 
 
 class GateCheck(BaseModel):

@@ -11,10 +11,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "CENSUS_API_"
 MIN_API_KEY_LENGTH = 16
@@ -34,6 +34,11 @@ def default_model_dir() -> Path:
 def default_model_card() -> Path:
     """The model card `census-pipeline publish` copied beside the served model."""
     return _REPO_ROOT / "serving" / "model_card.html"
+
+
+def default_log_database(model_dir: Path) -> Path:
+    """The SQLite prediction log when no database is configured: `logs/` beside `models/`."""
+    return model_dir.parent / "logs" / "predictions.sqlite"
 
 
 class Settings(BaseSettings):
@@ -64,6 +69,11 @@ class Settings(BaseSettings):
         ge=1024,
         description="Larger request bodies get 413 (10,000 records take about 4 MB of JSON).",
     )
+    oip_model_name: str = Field(
+        "census",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        description="The model's name in the Open Inference Protocol's paths (/v2/models/<name>).",
+    )
     log_level: LogLevel = "info"
     allow_unblessed: bool = Field(
         False,
@@ -79,6 +89,41 @@ class Settings(BaseSettings):
         "a constant.",
     )
 
+    # --- monitoring: the prediction log, /metrics and /monitoring (docs/monitoring.md) ---------
+    prediction_log: bool = Field(
+        True, description="Log every scored record to the database (off: nothing is stored)."
+    )
+    database_url: SecretStr | None = Field(
+        None,
+        description="SQLAlchemy URL of the prediction log, e.g. "
+        "postgresql+psycopg://user:pw@host/db (default: the SQLite file "
+        "logs/predictions.sqlite beside the model folder).",
+    )
+    log_queue_capacity: int = Field(
+        100_000, ge=1, description="Records waiting to be written; beyond it they are dropped."
+    )
+    log_batch_size: int = Field(1_000, ge=1, description="Records per INSERT batch.")
+    log_flush_seconds: float = Field(
+        0.2, gt=0, le=60, description="Longest wait before a partial batch is written."
+    )
+    log_omit_fields: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="Comma-separated features never stored (personal data)."
+    )
+    log_hash_fields: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="Comma-separated features stored only as a keyed hash (HMAC-SHA256)."
+    )
+    log_hash_key: SecretStr | None = Field(
+        None, description="The HMAC key for log_hash_fields (at least 16 characters)."
+    )
+    log_retention_days: float | None = Field(
+        None, gt=0, description="Delete logged records (and their feedback) older than this."
+    )
+    monitoring_dir: Path | None = Field(
+        None,
+        description="The folder `census-pipeline monitor` writes (report.html, report.json), "
+        "served at /monitoring.",
+    )
+
     @model_validator(mode="before")
     @classmethod
     def _no_unknown_variables(cls, data: Any) -> Any:
@@ -89,11 +134,39 @@ class Settings(BaseSettings):
             )
         return data
 
-    @field_validator("model_dir", "model_card_path")
+    @field_validator("model_dir", "model_card_path", "monitoring_dir")
     @classmethod
-    def _absolute(cls, value: Path) -> Path:
+    def _absolute(cls, value: Path | None) -> Path | None:
         # Resolve once so log lines and error messages name the real file.
-        return value.expanduser().resolve()
+        return None if value is None else value.expanduser().resolve()
+
+    @field_validator("log_omit_fields", "log_hash_fields", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("log_hash_key")
+    @classmethod
+    def _strong_hash_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_API_KEY_LENGTH:
+            raise ValueError(f"must be at least {MIN_API_KEY_LENGTH} characters")
+        return value
+
+    @model_validator(mode="after")
+    def _redaction_is_valid(self) -> Settings:
+        from census_pipeline.predlog.privacy import Redaction
+
+        key = self.log_hash_key.get_secret_value().encode() if self.log_hash_key else None
+        Redaction.of(self.log_omit_fields, self.log_hash_fields, key)  # raises ValueError
+        return self
+
+    def log_database_url(self) -> str:
+        """Where the prediction log lives: the setting, else a SQLite file beside the models."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{default_log_database(self.model_dir)}"
 
     @field_validator("log_level", mode="before")
     @classmethod

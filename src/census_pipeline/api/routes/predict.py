@@ -8,6 +8,7 @@ event loop free for other requests. Bodies are validated from the raw bytes (see
 
 from __future__ import annotations
 
+from time import perf_counter
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
@@ -27,6 +28,7 @@ from census_pipeline.api.body import (
 from census_pipeline.api.deps import SettingsDep, served_model
 from census_pipeline.api.loading import ServedModel
 from census_pipeline.api.schemas import ErrorResponse, Prediction
+from census_pipeline.api.tracking import REQUEST_ID_HEADER, Tracker, tracker
 
 router = APIRouter(
     prefix="/predict",
@@ -79,10 +81,13 @@ def _explain(request: Request) -> bool:
     summary="Predict for one census record",
     openapi_extra={**RECORD_BODY_DOC, **_EXPLAIN_DOC},
 )
-async def predict(request: Request) -> dict[str, Any]:
+async def predict(request: Request) -> Response:
+    started = perf_counter()
     model = served_model(request)
     explain = _explain(request)
-    return model.predict_one(await read_record(request), explain=explain)
+    record = await read_record(request)
+    # The tracker adds the record's id, logs it and answers (docs/monitoring.md).
+    return tracker(request).one(record, model.predict_one(record, explain=explain), started)
 
 
 @router.post(
@@ -93,14 +98,21 @@ async def predict(request: Request) -> dict[str, Any]:
     openapi_extra={**RECORDS_BODY_DOC, **_EXPLAIN_DOC},
 )
 async def predict_batch(request: Request, settings: SettingsDep) -> Response:
+    started = perf_counter()
     model = served_model(request)
     explain = _explain(request)
     body = await read_json_body(request)
-    answer = await run_in_threadpool(_score_batch, model, body, settings.max_batch_size, explain)
-    return Response(answer, media_type="application/json")
+    track = tracker(request)
+    request_id = track.request_id()
+    answer = await run_in_threadpool(
+        _score_batch, model, body, settings.max_batch_size, explain, (track, request_id, started)
+    )
+    return Response(answer, media_type="application/json", headers={REQUEST_ID_HEADER: request_id})
 
 
-def _score_batch(model: ServedModel, body: bytes, limit: int, explain: bool) -> bytes:
+def _score_batch(
+    model: ServedModel, body: bytes, limit: int, explain: bool, track: tuple[Tracker, str, float]
+) -> bytes:
     """Parse, score and serialise in one go, off the event loop.
 
     The answer is serialised here (pydantic-core's `to_json`, a fraction of a millisecond for
@@ -114,4 +126,7 @@ def _score_batch(model: ServedModel, body: bytes, limit: int, explain: bool) -> 
             f"batch of {len(records)} records is over the limit of {limit}: "
             "split it into smaller batches",
         )
-    return to_json(model.predict_many(records, explain=explain))
+    answers = model.predict_many(records, explain=explain)
+    tracking, request_id, started = track
+    tracking.many(request_id, records, answers, started)
+    return to_json(answers)

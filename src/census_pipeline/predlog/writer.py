@@ -1,0 +1,273 @@
+"""The background writer: the service hands it scored records; it inserts them in batches.
+
+Never on the request path. `submit` only appends to a bounded in-memory queue and returns: when
+the queue is full the records are dropped and counted, so a slow or dead database costs
+predictions nothing but their log rows. One thread per process drains the queue in batches,
+migrates the tables when it connects, reconnects with exponential back-off after a failure, and
+retries the batch it was writing (inserts skip ids already present, so a retry never doubles a
+row). Its state and counters are what /ready and /metrics report.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, Insert, delete
+from sqlalchemy.dialects import postgresql, sqlite
+
+from census_pipeline.predlog.database import make_engine, redact, upgrade
+from census_pipeline.predlog.privacy import Redaction
+from census_pipeline.predlog.tables import FEATURE_COLUMNS, predictions
+
+logger = logging.getLogger("census_pipeline.predlog")
+
+RETENTION_CHECK_S = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """What one request scored: built on the request path, so it only holds references.
+
+    A single prediction's record id is its request id; a batch's records are
+    `<request id>:<index>` (0-based, in the order sent), the ids each answer carries.
+    """
+
+    request_id: str
+    created_at: float
+    route: str
+    model_version: str
+    records: Sequence[Mapping[str, Any]]
+    probabilities: Sequence[float]
+    labels: Sequence[str]
+    latency_ms: float
+
+    @property
+    def single(self) -> bool:
+        return self.route == "predict"
+
+    def record_id(self, index: int) -> str:
+        return self.request_id if self.single else f"{self.request_id}:{index}"
+
+
+@dataclass(frozen=True)
+class WriterSettings:
+    capacity: int = 100_000
+    batch_size: int = 1_000
+    flush_seconds: float = 0.2
+    min_backoff_s: float = 0.1
+    max_backoff_s: float = 5.0
+    retention_days: float | None = None
+
+
+@dataclass(frozen=True)
+class LogStatus:
+    state: str  # "starting", "writing", "unavailable" or "stopped"
+    queued: int
+    written: int
+    dropped: int
+    reconnects: int
+    last_error: str | None
+
+
+class PredictionLog:
+    """A bounded queue plus the thread that writes it to the database at `url`."""
+
+    def __init__(
+        self,
+        url: str,
+        settings: WriterSettings | None = None,
+        redaction: Redaction | None = None,
+        engine_factory: Callable[[str], Engine] = make_engine,
+    ) -> None:
+        self.url = url
+        self.settings = settings or WriterSettings()
+        self.redaction = redaction or Redaction()
+        self._engine_factory = engine_factory
+        self._engine: Engine | None = None
+        self._queue: deque[Scored] = deque()
+        self._retry: list[dict[str, Any]] = []
+        self._queued = 0
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._state = "starting"
+        self._last_error: str | None = None
+        self.written = 0
+        self.dropped = 0
+        self.reconnects = 0
+        self._next_retention = 0.0
+
+    # --- the request side ------------------------------------------------------------------
+
+    def submit(self, scored: Scored) -> bool:
+        """Queue one request's records; False (and counted as dropped) when the queue is full."""
+        size = len(scored.records)
+        with self._lock:
+            if self._queued + size > self.settings.capacity or self._stopping.is_set():
+                self.dropped += size
+                return False
+            self._queue.append(scored)
+            self._queued += size
+        if self._queued >= self.settings.batch_size:
+            self._wake.set()
+        return True
+
+    def status(self) -> LogStatus:
+        return LogStatus(
+            state=self._state,
+            queued=self._queued,
+            written=self.written,
+            dropped=self.dropped,
+            reconnects=self.reconnects,
+            last_error=self._last_error,
+        )
+
+    # --- life cycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        self._thread.start()
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Stop taking records, write what is queued (for up to `timeout_s`), release the pool."""
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        if self._queued:
+            logger.warning("prediction log closed with %d records not written", self._queued)
+        self._state = "stopped"
+        if self._engine is not None:
+            self._engine.dispose()
+
+    # --- the writer thread ----------------------------------------------------------------
+
+    def _run(self) -> None:
+        backoff = self.settings.min_backoff_s
+        while not (self._stopping.is_set() and not self._queued):
+            try:
+                self._step()
+                backoff = self.settings.min_backoff_s
+            except Exception as exc:  # any database failure: log once per outage, back off
+                self._fail(exc)
+                if self._stopping.wait(backoff):
+                    return  # shutting down with the database away: nothing more to try
+                backoff = min(backoff * 2, self.settings.max_backoff_s)
+
+    def _step(self) -> None:
+        engine = self._connect()
+        if not self._retry:
+            if not self._queued:
+                self._wake.wait(self.settings.flush_seconds)
+                self._wake.clear()
+            self._retry = self._take()
+        if self._retry:
+            with engine.begin() as connection:
+                connection.execute(self._insert(engine), self._retry)
+            with self._lock:
+                self._queued -= len(self._retry)
+            self.written += len(self._retry)
+            self._retry = []
+        self._state = "writing"
+        self._apply_retention(engine)
+
+    def _connect(self) -> Engine:
+        if self._engine is None:
+            engine = self._engine_factory(self.url)
+            try:
+                upgrade(engine)
+            except Exception:
+                engine.dispose()
+                raise
+            self._engine = engine
+            if self._last_error is not None:
+                self.reconnects += 1
+                logger.warning("prediction log: database %s is back", redact(self.url))
+        return self._engine
+
+    def _fail(self, exc: Exception) -> None:
+        message = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        if self._state != "unavailable":
+            logger.warning(
+                "prediction log: database %s unavailable (%s); predictions go on, records "
+                "queue up and are dropped when the queue is full",
+                redact(self.url),
+                message,
+            )
+        self._state = "unavailable"
+        self._last_error = message
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    def _take(self) -> list[dict[str, Any]]:
+        """Rows for up to about one batch of records (whole requests, never split)."""
+        taken: list[Scored] = []
+        count = 0
+        with self._lock:
+            while self._queue and count < self.settings.batch_size:
+                scored = self._queue.popleft()
+                taken.append(scored)
+                count += len(scored.records)
+        return [row for scored in taken for row in self._rows(scored)]
+
+    def _rows(self, scored: Scored) -> list[dict[str, Any]]:
+        redaction = self.redaction
+        redacted = redaction.redacted
+        hidden = redaction.omit | redaction.hashed
+        rows = []
+        for index, (record, probability, label) in enumerate(
+            zip(scored.records, scored.probabilities, scored.labels, strict=True)
+        ):
+            row: dict[str, Any] = {
+                column: (None if feature in hidden else record.get(feature))
+                for feature, column in FEATURE_COLUMNS.items()
+            }
+            row.update(
+                id=scored.record_id(index),
+                request_id=scored.request_id,
+                created_at=scored.created_at,
+                route=scored.route,
+                model_version=scored.model_version,
+                probability=probability,
+                label=label,
+                latency_ms=scored.latency_ms,
+                redacted=redacted,
+                pseudonyms=redaction.pseudonyms(record),
+            )
+            rows.append(row)
+        return rows
+
+    @staticmethod
+    def _insert(engine: Engine) -> Insert:
+        """INSERT that skips ids already there: a batch retried after a lost commit reply."""
+        if engine.dialect.name == "postgresql":
+            return postgresql.insert(predictions).on_conflict_do_nothing(index_elements=["id"])
+        if engine.dialect.name == "sqlite":
+            return sqlite.insert(predictions).on_conflict_do_nothing(index_elements=["id"])
+        return predictions.insert()
+
+    def _apply_retention(self, engine: Engine) -> None:
+        days = self.settings.retention_days
+        now = time.time()
+        if days is None or now < self._next_retention:
+            return
+        self._next_retention = now + RETENTION_CHECK_S
+        deleted = delete_older_than(engine, now - days * 86_400)
+        if deleted:
+            logger.info("prediction log: retention removed %d records", deleted)
+
+
+def delete_older_than(engine: Engine, cutoff: float) -> int:
+    """Remove predictions logged before `cutoff` (UNIX seconds); their feedback goes with them
+    (the foreign key cascades)."""
+    with engine.begin() as connection:
+        result = connection.execute(delete(predictions).where(predictions.c.created_at < cutoff))
+        return int(result.rowcount or 0)

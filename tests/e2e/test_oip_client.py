@@ -1,0 +1,201 @@
+"""The Open Inference Protocol as a standard client sees it: tritonclient against a real server.
+
+The server is `census-pipeline serve` (what the Procfile and the container run) on a free port,
+serving the session pipeline's blessed model; the client is NVIDIA's `tritonclient[http]`.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tritonclient.http as triton
+from api.oip_samples import table_records
+from conftest import free_port
+from tritonclient.utils import InferenceServerException
+
+from census_pipeline.config import Params
+from census_pipeline.schema import FEATURES, NUMERIC_RANGES
+
+CLI = str(Path(sys.executable).with_name("census-pipeline"))
+START_TIMEOUT_S = 60.0
+ROWS = 1000
+
+
+@pytest.fixture(scope="module")
+def server(carded_project: Params, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`host:port` of a real server on the session's model; stopped by its PID afterwards."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CENSUS_API_")}
+    env["CENSUS_API_MODEL_DIR"] = str(carded_project.paths.model_dir)
+    env["CENSUS_API_MODEL_CARD_PATH"] = str(carded_project.paths.model_card_html)
+    log = tmp_path_factory.mktemp("oip-server") / "server.log"
+    command = [CLI, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    with log.open("wb") as sink:
+        process = subprocess.Popen(command, env=env, stdout=sink, stderr=sink)
+    try:
+        _wait_ready(process, f"http://127.0.0.1:{port}", log)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_ready(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"server exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(f"{url}/v2/health/ready", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"server not ready after {START_TIMEOUT_S}s:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def client(server: str) -> Iterator[triton.InferenceServerClient]:
+    with triton.InferenceServerClient(url=server, network_timeout=60.0) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def records(carded_project: Params) -> list[dict[str, Any]]:
+    return table_records(carded_project.paths.clean_test, ROWS)
+
+
+def _inputs(records: list[dict[str, Any]], binary: bool = False) -> list[triton.InferInput]:
+    """One tensor per field, from numpy columns as a client would build them."""
+    inputs = []
+    for name in FEATURES:
+        if name in NUMERIC_RANGES:
+            column = np.array([r[name] for r in records], dtype=np.int64)
+            tensor = triton.InferInput(name, [len(records)], "INT64")
+        else:
+            # No null in the protocol: a missing category travels as an empty string.
+            values = [(r[name] or "").encode() for r in records]
+            column = np.array(values, dtype=np.object_)
+            tensor = triton.InferInput(name, [len(records)], "BYTES")
+        tensor.set_data_from_numpy(column, binary_data=binary)
+        inputs.append(tensor)
+    return inputs
+
+
+def _predict_each(server: str, records: list[dict[str, Any]]) -> list[float]:
+    """`/predict`'s probability for each record, over one kept-alive connection."""
+    host, port = server.split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    probabilities = []
+    try:
+        for record in records:
+            body = json.dumps(record)
+            connection.request(
+                "POST", "/predict", body, headers={"Content-Type": "application/json"}
+            )
+            response = connection.getresponse()
+            assert response.status == 200
+            probabilities.append(json.loads(response.read())["probability"])
+    finally:
+        connection.close()
+    return probabilities
+
+
+@pytest.mark.slow
+def test_health_and_metadata_through_tritonclient(client: triton.InferenceServerClient) -> None:
+    assert client.is_server_live()
+    assert client.is_server_ready()
+    assert client.is_model_ready("census")
+    assert not client.is_model_ready("adult")
+    metadata = client.get_model_metadata("census")
+    version = metadata["versions"][0]
+    assert client.is_model_ready("census", model_version=version)
+    assert [t["name"] for t in metadata["inputs"]] == list(FEATURES)
+    assert {t["name"]: t["datatype"] for t in metadata["outputs"]} == {
+        "probability": "FP64",
+        "label": "BYTES",
+    }
+    assert client.get_server_metadata()["name"] == "census-pipeline"
+
+
+@pytest.mark.slow
+def test_infer_on_1000_test_records_equals_predict(
+    client: triton.InferenceServerClient, server: str, records: list[dict[str, Any]]
+) -> None:
+    assert any(r["occupation"] is None for r in records), "no missing values in the sample"
+    outputs = [
+        triton.InferRequestedOutput("probability", binary_data=False),
+        triton.InferRequestedOutput("label", binary_data=False),
+    ]
+    result = client.infer("census", _inputs(records), outputs=outputs, request_id="batch-1")
+    probabilities = result.as_numpy("probability")
+    assert probabilities.dtype == np.float64 and probabilities.shape == (ROWS,)
+    assert probabilities.tolist() == _predict_each(server, records)
+    labels = [str(label) for label in result.as_numpy("label")]
+    threshold = _threshold(server)
+    assert labels == [">50K" if p >= threshold else "<=50K" for p in probabilities.tolist()]
+    assert result.get_response()["id"] == "batch-1"
+
+
+@pytest.mark.slow
+def test_infer_without_naming_outputs_answers_in_json(
+    client: triton.InferenceServerClient, records: list[dict[str, Any]]
+) -> None:
+    # tritonclient then asks for binary outputs; the server answers JSON, which it reads.
+    version = client.get_model_metadata("census")["versions"][0]
+    result = client.infer("census", _inputs(records[:10]), model_version=version)
+    assert result.as_numpy("probability").shape == (10,)
+    assert result.as_numpy("label").shape == (10,)
+
+
+def _threshold(server: str) -> float:
+    with urllib.request.urlopen(f"http://{server}/model", timeout=10) as response:
+        threshold: float = json.loads(response.read())["threshold"]
+    return threshold
+
+
+def _refusal(client: triton.InferenceServerClient, inputs: list[triton.InferInput]) -> Any:
+    with pytest.raises(InferenceServerException) as caught:
+        client.infer("census", inputs)
+    return caught.value
+
+
+@pytest.mark.slow
+def test_refusals_reach_the_client_as_protocol_errors(
+    client: triton.InferenceServerClient, records: list[dict[str, Any]]
+) -> None:
+    spoiled = [dict(r) for r in records[:5]]
+    spoiled[3]["education"] = "Bachelor"
+    bad = _refusal(client, _inputs(spoiled))
+    assert bad.status() == "400"
+    assert "input tensor 'education' element 3" in bad.message()
+
+    wrong_type = _inputs(records[:5])
+    wrong_type[0] = triton.InferInput("age", [5], "FP64")
+    wrong_type[0].set_data_from_numpy(np.full(5, 40.0), binary_data=False)
+    assert "datatype FP64, expected INT64" in _refusal(client, wrong_type).message()
+
+    binary = _refusal(client, _inputs(records[:5], binary=True))
+    assert binary.status() == "400"
+    assert "binary tensor data is not supported" in binary.message()
+
+    too_many = _refusal(client, _inputs(records[:1] * 10_001))
+    assert too_many.status() == "413"
+    assert "over the limit of 10000" in too_many.message()
