@@ -31,9 +31,9 @@ RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     python -m pip install --no-index --find-links /wheels "census-pipeline[serve]"
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin app
 WORKDIR /app
-# The published model, its metadata, the gate's verdict and the card: read-only for the service
-# (world-readable whatever mode they were written with).
-COPY --chmod=0444 serving/model.txt serving/model.json serving/verdict.json serving/model_card.html ./serving/
+# The published model, its metadata, the gate's verdict and the card with its seal: read-only
+# for the service (world-readable whatever mode they were written with).
+COPY --chmod=0444 serving/model.txt serving/model.json serving/verdict.json serving/model_card.html serving/model_card.sig.json ./serving/
 USER app
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \

@@ -24,9 +24,17 @@ from census_pipeline.artifact import read_metadata
 from census_pipeline.audit import new_figure, png_bytes
 from census_pipeline.config import FAIRNESS_PARITIES, Params, PathsParams
 from census_pipeline.errors import PipelineError
-from census_pipeline.files import all_or_nothing, read_json, remove_all, replace_all, sha256_file
+from census_pipeline.files import (
+    all_or_nothing,
+    json_bytes,
+    read_json,
+    remove_all,
+    replace_all,
+    sha256_file,
+)
 from census_pipeline.gate import read_slices
 from census_pipeline.schema import CROSS
+from census_pipeline.signing import card_seal, card_seal_path, signing_key_from_env
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +76,9 @@ def card(params: Params) -> CardResult:
     """
     paths = params.paths
     stale = sorted(paths.card_figures_dir.glob("*.png"))
-    with all_or_nothing([paths.model_card_md, paths.model_card_html, *stale]):
+    seal_path = card_seal_path(paths.model_card_html)
+    with all_or_nothing([paths.model_card_md, paths.model_card_html, seal_path, *stale]):
+        key = signing_key_from_env()
         inputs = read_inputs(params)
         figures = draw_figures(inputs) | inputs.audit_figures
         context = card_context(inputs)
@@ -80,13 +90,16 @@ def card(params: Params) -> CardResult:
             refuse_placeholders(text, path.name)
         files = {paths.card_figures_dir / f"{name}.png": data for name, data in figures.items()}
         remove_all(p for p in stale if p not in files)
-        replace_all(
-            {
-                **files,
-                paths.model_card_md: markdown.encode("utf-8"),
-                paths.model_card_html: html.encode("utf-8"),
-            }
+        pages = {
+            paths.model_card_md: markdown.encode("utf-8"),
+            paths.model_card_html: html.encode(),
+        }
+        # The gate signed the verdict before this card existed; the seal covers the card itself
+        # and names the verdict it shows (docs/trust.md).
+        seal = card_seal(
+            pages[paths.model_card_html], pages[paths.model_card_md], inputs.verdict, key
         )
+        replace_all({**files, **pages, seal_path: json_bytes(seal)})
     log.info("card: %d figures, %d characters of HTML", len(figures), len(html))
     return CardResult(paths.model_card_md, paths.model_card_html, tuple(files))
 
@@ -302,6 +315,7 @@ def card_context(inputs: CardInputs) -> dict[str, Any]:
         "metrics": inputs.metrics,
         "validation": meta["validation_metrics"],
         "data": {split: _split(inputs.data_report, split) for split in ("train", "test")},
+        "shift": _shift(inputs.data_report),
         "audit": inputs.audit,
         "parities": [
             {
@@ -338,7 +352,40 @@ def _split(report: dict[str, Any], split: str) -> dict[str, Any]:
     except KeyError as exc:
         raise PipelineError(f"data report: split {split!r} missing") from exc
     entry["missing_columns"] = {k: v for k, v in entry["missing"].items() if v}
+    # Reports from before provenance was recorded lack these; the card then says less.
+    for key in ("release", "source", "origin", "separator"):
+        entry.setdefault(key, None)
+    entry["format_text"] = _format_text(entry)
     return entry
+
+
+def _format_text(entry: dict[str, Any]) -> str:
+    """The detected file format in words, from the manifest fields the data report carries."""
+    parts = [
+        "a space after each comma"
+        if entry.get("separator") == "comma-space"
+        else "no space after commas",
+        f"{entry.get('line_ending', 'LF')} line ends",
+    ]
+    if entry.get("label_suffix"):
+        parts.append(f"labels ending in '{entry['label_suffix']}'")
+    if entry.get("bom"):
+        parts.append("a UTF-8 byte order mark")
+    if entry.get("compression", "none") != "none":
+        parts.append(f"{entry['compression']}-compressed")
+    return ", ".join(parts)
+
+
+def _shift(report: dict[str, Any]) -> dict[str, Any]:
+    """The data report's comparison with the baseline's training data, largest PSI first."""
+    shift = report.get("shift")
+    if not isinstance(shift, dict):
+        return {"status": "not recorded in the data report (run `census-pipeline validate`)"}
+    if shift.get("status") != "compared":
+        return {"status": shift.get("status", "not compared")}
+    features = [{"name": name, **entry} for name, entry in shift["features"].items()]
+    features.sort(key=lambda f: -float(f["psi"]))
+    return {**shift, "features": features}
 
 
 def _comparisons(audit: dict[str, Any]) -> list[dict[str, Any]]:

@@ -76,18 +76,44 @@ def ingest(
         Path | None,
         typer.Option(
             "--source-dir",
-            help="Folder holding census.csv (or adult.data) and adult.test, tried first "
-            "(default: $CENSUS_DATA_DIR, then data.source_dir in params.yaml).",
+            help="Folder holding the training file (census.csv, adult.data, or .gz) and "
+            "adult.test; the only source used once named (default: $CENSUS_DATA_DIR, then "
+            "data.source_dir in params.yaml, else the known releases).",
+        ),
+    ] = None,
+    train_file: Annotated[
+        Path | None,
+        typer.Option("--train-file", help="A census-shaped training file, any accepted layout."),
+    ] = None,
+    test_file: Annotated[
+        Path | None,
+        typer.Option("--test-file", help="A census-shaped test file, any accepted layout."),
+    ] = None,
+    expect_sha256: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--expect-sha256",
+            help="Pin a file's sha256 as SPLIT=HEX (a bare HEX pins train); repeatable. "
+            "Overrides data.expect_sha256.",
         ),
     ] = None,
 ) -> None:
-    """Fetch the raw census files from the first source whose sha256 verifies."""
+    """Bring in the raw census files: yours (checked, recorded as user-supplied) or a known release.
+
+    A source you name (file, folder, $CENSUS_DATA_DIR or data.source_dir) is the only one used:
+    if it is missing or fails a check, ingest exits 1 naming the file, line and field.
+    """
+    from census_pipeline.config import with_pins
     from census_pipeline.ingest import ingest as run_ingest
 
-    result = run_ingest(_params(params), source_dir=source_dir)
+    resolved = with_pins(_params(params), expect_sha256 or [])
+    files = {s: p for s, p in (("train", train_file), ("test", test_file)) if p is not None}
+    result = run_ingest(resolved, source_dir=source_dir, files=files)
     for split, entry in result.entries.items():
-        where = f"{entry.source} {entry.origin}"
-        typer.echo(f"{split}: {entry.file} ({entry.layout}) verified by {where}")
+        typer.echo(
+            f"{split}: {entry.file} ({entry.layout}), {entry.rows} rows, {entry.release}, "
+            f"from {entry.source} {entry.origin}"
+        )
     typer.echo(f"manifest: {result.manifest_path}")
 
 
@@ -103,6 +129,14 @@ def validate(params: ParamsOption = None) -> None:
             f"{split}: {summary['rows']} rows, {summary['quarantined_rows']} quarantined, "
             f"{summary['exact_duplicates']} exact duplicates"
         )
+    shift = report.shift
+    if shift.get("status") == "compared":
+        typer.echo(
+            f"shift vs baseline: largest PSI {shift['max_psi']:.4f} ({shift['max_psi_feature']}), "
+            f"{shift['rows']['reference']} -> {shift['rows']['current']} rows"
+        )
+    else:
+        typer.echo(f"shift vs baseline: {shift.get('status')}")
     typer.echo(f"report: {report.path}")
 
 

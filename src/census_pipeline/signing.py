@@ -28,9 +28,10 @@ from pathlib import Path
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from pydantic import ValidationError
 
 from census_pipeline.errors import PipelineError
-from census_pipeline.verdict import Signature
+from census_pipeline.verdict import SIGNATURE_KEY, Signature, canonical_bytes
 
 SIGNING_KEY_ENV = "CENSUS_SIGNING_KEY"
 SIGNING_KEY_FILE_ENV = "CENSUS_SIGNING_KEY_FILE"
@@ -200,3 +201,46 @@ def _write_new(path: Path, data: bytes, mode: int) -> None:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
+
+
+# --- the card's seal --------------------------------------------------------------------------
+# The card is rendered after the gate (it shows the verdict), so the gate's signature cannot
+# cover its bytes. The card step seals them instead, beside the card, with the same key: the
+# seal names the card's digests and the exact verdict content it was rendered from, so a
+# verifier can refuse a card that was edited, or that belongs to another verdict.
+
+
+def card_seal_path(card_html: Path) -> Path:
+    """`model_card.html` -> `model_card.sig.json`, in the card's own folder (its own output)."""
+    return card_html.with_name(f"{card_html.stem}.sig.json")
+
+
+def card_seal(
+    html: bytes, markdown: bytes, verdict: Mapping[str, object], key: Ed25519PrivateKey | None
+) -> dict[str, object]:
+    """The seal the card step writes: digests always, a signature when a key is configured."""
+    seal: dict[str, object] = {
+        "card_html_sha256": hashlib.sha256(html).hexdigest(),
+        "card_markdown_sha256": hashlib.sha256(markdown).hexdigest(),
+        "model_sha256": verdict.get("model_sha256"),
+        "verdict_sha256": hashlib.sha256(canonical_bytes(dict(verdict))).hexdigest(),
+    }
+    seal[SIGNATURE_KEY] = None if key is None else sign(canonical_bytes(seal), key).model_dump()
+    return seal
+
+
+def card_problem(html: bytes, seal: object, verdict_sha256: str, keys: VerifyKeys) -> str | None:
+    """Why this card may not be shown beside the verdict whose canonical sha256 is given."""
+    if not isinstance(seal, dict):
+        return "no readable seal beside it (run `census-pipeline card` with the signing key)"
+    try:
+        signature = Signature.model_validate(seal.get(SIGNATURE_KEY))
+    except ValidationError:
+        return "its seal is not signed (run `census-pipeline card` with the signing key)"
+    if problem := signature_problem(canonical_bytes(seal), signature, keys):
+        return f"its seal: {problem}"
+    if seal.get("card_html_sha256") != hashlib.sha256(html).hexdigest():
+        return "it was changed after the card step sealed it"
+    if seal.get("verdict_sha256") != verdict_sha256:
+        return "it was rendered from another verdict than the one served"
+    return None

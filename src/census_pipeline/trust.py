@@ -32,7 +32,13 @@ from census_pipeline.artifact import ModelMetadata
 from census_pipeline.errors import PipelineError
 from census_pipeline.files import sha256_bytes
 from census_pipeline.predict import Predictor
-from census_pipeline.signing import VerifyKeys, signature_problem, verify_keys_from_env
+from census_pipeline.signing import (
+    VerifyKeys,
+    card_problem,
+    card_seal_path,
+    signature_problem,
+    verify_keys_from_env,
+)
 from census_pipeline.verdict import Verdict, canonical_bytes, consistency_problem
 
 MODEL_FILE: Final = "model.txt"
@@ -69,6 +75,24 @@ class TrustedModel:
     signed: bool
     # Why the model is not blessed (None when it is); set only under allow_unblessed.
     problem: str | None = None
+    # sha256 of the verdict's canonical bytes: what the card's seal must name.
+    verdict_sha256: str | None = None
+    # The keys the verdict was checked with (None: none configured), for checking the card.
+    verify_keys: VerifyKeys | None = None
+
+    def card_problem(self, card_html: bytes, card_html_path: Path) -> str | None:
+        """Why the card may not be shown beside this model, or None. Without a verify key every
+        card is shown (nothing to check it with); with one, only a card sealed by an accepted
+        key, unchanged since, for this very verdict."""
+        if self.verify_keys is None:
+            return None
+        if self.verdict_sha256 is None:
+            return "no verdict to check the card against"
+        try:
+            seal = json.loads(card_seal_path(card_html_path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            seal = None
+        return card_problem(card_html, seal, self.verdict_sha256, self.verify_keys)
 
 
 def load_trusted_model(
@@ -134,6 +158,8 @@ def load_trusted_files(
         blessed=problem is None,
         signed=keys is not None and problem is None,
         problem=problem,
+        verdict_sha256=None if raw_verdict is None else sha256_bytes(canonical_bytes(raw_verdict)),
+        verify_keys=keys,
     )
 
 

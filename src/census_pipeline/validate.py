@@ -18,10 +18,12 @@ import pandas as pd
 import pandera.pandas as pa
 
 from census_pipeline.config import Params
+from census_pipeline.drift import build_profile, check_profile, compare
 from census_pipeline.errors import PipelineError
-from census_pipeline.files import atomic_path, write_json_atomic
+from census_pipeline.files import atomic_path, json_bytes, read_json, replace_all
 from census_pipeline.raw import (
     SPLITS,
+    TEXT_DTYPE,
     RawEntry,
     RawTable,
     read_manifest,
@@ -39,7 +41,7 @@ from census_pipeline.schema import (
 
 log = logging.getLogger(__name__)
 
-TEXT = "string"  # raw.read_raw's column dtype: every value is still text here
+TEXT = TEXT_DTYPE  # raw's column dtype: every value is still text here
 
 # Rule names as they appear in quarantine reasons, after the column and the offending value.
 INTEGER_RULE = "not an integer"
@@ -58,8 +60,7 @@ class SplitCheck:
     @cached_property
     def reasons(self) -> pd.Series[str]:
         """One reason per quarantined row, e.g. `age: 'forty' not an integer; salary: ...`."""
-        grouped = self.failures.groupby("row", sort=True)["reason"]
-        return grouped.agg("; ".join)
+        return row_reasons(self.failures)
 
     @cached_property
     def valid(self) -> pd.DataFrame:
@@ -72,6 +73,7 @@ class ValidationReport:
 
     path: Path
     splits: dict[str, dict[str, Any]]
+    shift: dict[str, Any]
 
 
 def census_schema() -> pa.DataFrameSchema:
@@ -107,21 +109,58 @@ def _integer_check() -> pa.Check:
 def _range_check(low: int, high: int) -> pa.Check:
     def within_bounds(values: pd.Series[str]) -> pd.Series[bool]:
         # Text that is not an integer is the integer check's business, not this one's.
-        numbers = pd.to_numeric(values, errors="coerce")
+        numbers = as_integers(values)
         return numbers.between(low, high) | numbers.isna()
 
     return pa.Check(within_bounds, error=f"outside {low}..{high}")
+
+
+def as_integers(values: pd.Series[str]) -> pd.Series[float]:
+    """Whole numbers as numbers, anything else (text, decimals, missing) as NaN.
+
+    Through Arrow's own cast, which is vectorised, instead of `pd.to_numeric` over Python
+    strings: the range checks run on every numeric column of files with millions of rows.
+    """
+    whole = values.str.fullmatch(r"[+-]?[0-9]{1,15}").fillna(False).astype(bool)
+    numbers = values.where(whole).astype("Int64")
+    return numbers.astype("float64")
 
 
 def check_split(params: Params, split: str, entry: RawEntry) -> SplitCheck:
     """Parse one raw file and find the rows the schema refuses, and why."""
     path = verified_raw_path(params, entry)
     table = read_raw(path, entry.layout, split)
+    return SplitCheck(entry, table, schema_failures(table))
+
+
+def schema_failures(table: RawTable) -> pd.DataFrame:
+    """One row per broken rule (columns: row, column, rule, reason); empty when all rows pass."""
     try:
         census_schema().validate(table.frame, lazy=True)
     except pa.errors.SchemaErrors as exc:
-        return SplitCheck(entry, table, _failures(exc.failure_cases, path))
-    return SplitCheck(entry, table, _failures(pd.DataFrame(columns=_FAILURE_COLUMNS), path))
+        return _failures(exc.failure_cases, table.path)
+    return _failures(pd.DataFrame(columns=_FAILURE_COLUMNS), table.path)
+
+
+def row_reasons(failures: pd.DataFrame) -> pd.Series[str]:
+    """One reason per failing row (index: the row's frame index), rules joined by `; `."""
+    return failures.groupby("row", sort=True)["reason"].agg("; ".join)
+
+
+def share_problem(
+    limit: float, table: RawTable, reasons: pd.Series[str], listed: str
+) -> str | None:
+    """The one-line error when too many rows fail, naming the first one's line and field."""
+    total = len(table.frame)
+    bad = len(reasons)
+    if bad / total <= limit:
+        return None
+    first_line = int(table.lines[reasons.index[0]])
+    return (
+        f"{table.path}: line {first_line}: {reasons.iloc[0]} "
+        f"({bad} of {total} rows fail the schema, {bad / total:.2%} > "
+        f"data.max_quarantine_share {limit:.2%}{listed})"
+    )
 
 
 _FAILURE_COLUMNS = ["index", "column", "check", "failure_case"]
@@ -158,7 +197,7 @@ def validate(params: Params) -> ValidationReport:
         }
     except PipelineError:
         # Outputs of an earlier run would describe files that are no longer the raw data.
-        _remove(report_path, *quarantines)
+        _remove(report_path, params.paths.train_profile, *quarantines)
         raise
     for split, check in checks.items():
         _write_quarantine(params.paths.quarantine(split), check)
@@ -167,14 +206,55 @@ def validate(params: Params) -> ValidationReport:
             _enforce_share(params.data.max_quarantine_share, check, params.paths.quarantine(split))
     except PipelineError:
         # The quarantine files stay as the diagnosis; without a report, clean will not proceed.
-        _remove(report_path)
+        _remove(report_path, params.paths.train_profile)
         raise
     splits = {split: _split_summary(params, split, check) for split, check in checks.items()}
-    payload = {"max_quarantine_share": params.data.max_quarantine_share, "splits": splits}
-    write_json_atomic(report_path, payload)
+    profile = training_profile(params, checks["train"])
+    shift = shift_from_baseline(params, checks["train"].valid)
+    payload = {
+        "max_quarantine_share": params.data.max_quarantine_share,
+        "splits": splits,
+        "shift": shift,
+    }
+    replace_all({report_path: json_bytes(payload), params.paths.train_profile: json_bytes(profile)})
     for split, summary in splits.items():
         log.info("%s: %d rows, %d quarantined", split, summary["rows"], summary["quarantined_rows"])
-    return ValidationReport(path=report_path, splits=splits)
+    return ValidationReport(path=report_path, splits=splits, shift=shift)
+
+
+def training_profile(params: Params, check: SplitCheck) -> dict[str, Any]:
+    """The profile (census_pipeline.drift) of the training rows that passed validation.
+
+    Its `data` entry names the file it describes, so a baseline profile says what it came from.
+    """
+    profile = build_profile(check.valid, bins=params.data.profile_bins)
+    entry = check.entry
+    profile["data"] = {
+        "file": entry.file,
+        "sha256": entry.sha256,
+        "release": entry.release,
+        "source": entry.source,
+    }
+    return profile
+
+
+def shift_from_baseline(params: Params, rows: pd.DataFrame) -> dict[str, Any]:
+    """Per-feature PSI, rows and label share of this training data against the baseline's.
+
+    The baseline profile is the one `census-pipeline promote` saved with the last promoted model;
+    without it the report says so instead of comparing with nothing.
+    """
+    path = params.paths.baseline_profile
+    where = f"{path.parent.name}/{path.name}"
+    if not path.is_file():
+        return {"baseline": where, "status": "no baseline profile (promote a model first)"}
+    try:
+        baseline = check_profile(read_json(path))
+        # Binned on the baseline's own quantiles, so the two are compared bin for bin.
+        shift = compare(baseline, rows)
+    except (ValueError, KeyError) as exc:
+        raise PipelineError(f"{path}: not a usable data profile ({exc})") from exc
+    return {"baseline": where, "status": "compared", "baseline_data": baseline.get("data"), **shift}
 
 
 def _remove(*paths: Path) -> None:
@@ -192,16 +272,9 @@ def _write_quarantine(path: Path, check: SplitCheck) -> None:
 
 
 def _enforce_share(limit: float, check: SplitCheck, quarantine: Path) -> None:
-    total = len(check.table.frame)
-    bad = len(check.reasons)
-    if bad / total <= limit:
-        return
-    first_line = int(check.table.lines[check.reasons.index[0]])
-    raise PipelineError(
-        f"{check.table.path}: line {first_line}: {check.reasons.iloc[0]} "
-        f"({bad} of {total} rows fail the schema, {bad / total:.2%} > "
-        f"data.max_quarantine_share {limit:.2%}; all listed in {quarantine})"
-    )
+    problem = share_problem(limit, check.table, check.reasons, f"; all listed in {quarantine}")
+    if problem is not None:
+        raise PipelineError(problem)
 
 
 def _split_summary(params: Params, split: str, check: SplitCheck) -> dict[str, Any]:

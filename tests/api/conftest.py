@@ -26,10 +26,11 @@ from .service_samples import settings_for
 
 @pytest.fixture(scope="session", autouse=True)
 def _no_service_environment() -> Iterator[None]:
-    """A developer's CENSUS_API_* variables must not leak into the tests' settings."""
+    """A developer's CENSUS_API_* (or verify key) variables must not leak into the tests."""
     with pytest.MonkeyPatch.context() as patch:
         for name in list(os.environ):
-            if name.startswith(ENV_PREFIX):
+            # A developer's verify key would make the session's unsigned verdict unservable.
+            if name.startswith((ENV_PREFIX, "CENSUS_VERIFY_KEY")):
                 patch.delenv(name)
         yield
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import struct
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -55,3 +57,45 @@ def tensor(body: dict[str, Any], name: str) -> dict[str, Any]:
 
 def spoiled(body: dict[str, Any]) -> dict[str, Any]:
     return copy.deepcopy(body)
+
+
+def packed(datatype: str, data: list[Any]) -> bytes:
+    """Tensor elements in Triton's binary form: little-endian INT64, or length-prefixed BYTES."""
+    if datatype == "INT64":
+        return struct.pack(f"<{len(data)}q", *data)
+    encoded = [value.encode("utf-8") for value in data]
+    return b"".join(struct.pack("<I", len(value)) + value for value in encoded)
+
+
+def binary_request(body: dict[str, Any], names: Collection[str]) -> tuple[bytes, dict[str, str]]:
+    """`body` with the tensors in `names` moved to binary data; answers content and headers."""
+    body = copy.deepcopy(body)
+    chunks = []
+    for t in body["inputs"]:
+        if t["name"] in names:
+            raw = packed(t["datatype"], t.pop("data"))
+            t["parameters"] = {"binary_data_size": len(raw)}
+            chunks.append(raw)
+    header = json.dumps(body).encode()
+    return header + b"".join(chunks), {"Inference-Header-Content-Length": str(len(header))}
+
+
+def binary_outputs(content: bytes, header_length: int) -> dict[str, list[Any]]:
+    """The outputs of a binary answer, decoded."""
+    header = json.loads(content[:header_length])
+    offset, outputs = header_length, {}
+    for out in header["outputs"]:
+        size = out["parameters"]["binary_data_size"]
+        raw = content[offset : offset + size]
+        offset += size
+        if out["datatype"] == "FP64":
+            outputs[out["name"]] = list(struct.unpack(f"<{size // 8}d", raw))
+        else:
+            values, at = [], 0
+            while at < len(raw):
+                (length,) = struct.unpack_from("<I", raw, at)
+                values.append(raw[at + 4 : at + 4 + length].decode())
+                at += 4 + length
+            outputs[out["name"]] = values
+    assert offset == len(content)
+    return outputs

@@ -135,9 +135,7 @@ def test_metrics_parse_and_count_requests_predictions_and_the_log(
     logging_client.post("/predict", json={"age": 400})
     wait_logged(logging_client, 4)
     response = logging_client.get("/metrics")
-    assert response.status_code == 200 and response.headers["content-type"].startswith(
-        "text/plain"
-    )
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
     samples = metric_samples(response.text)
     assert samples[("census_predictions_total", (("label", ">50K"),))] == 2
     assert samples[("census_predictions_total", (("label", "<=50K"),))] == 2

@@ -6,6 +6,7 @@ real server with the real tritonclient.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,17 @@ from fastapi.testclient import TestClient
 
 from census_pipeline.api.main import create_app
 from census_pipeline.config import Params
+from census_pipeline.predlog.database import sqlite_url
 from census_pipeline.schema import CATEGORICAL, FEATURES, NUMERIC
 
-from .oip_samples import infer_body, spoiled, table_records, tensor
+from .oip_samples import (
+    binary_outputs,
+    binary_request,
+    infer_body,
+    spoiled,
+    table_records,
+    tensor,
+)
 from .service_samples import HIGH_EARNER, LOW_EARNER, settings_for
 
 INFER = "/v2/models/census/infer"
@@ -37,7 +46,7 @@ def version(client: TestClient) -> str:
 
 def test_server_metadata_and_health(client: TestClient) -> None:
     meta = client.get("/v2").json()
-    assert meta["name"] == "census-pipeline" and meta["extensions"] == []
+    assert meta["name"] == "census-pipeline" and meta["extensions"] == ["binary_tensor_data"]
     assert client.get("/v2/health/live").status_code == 200
     assert client.get("/v2/health/ready").status_code == 200
 
@@ -239,27 +248,80 @@ def test_over_the_batch_limit_is_413_like_predict_batch(client: TestClient) -> N
     assert client.post(INFER, json=infer_body([LOW_EARNER] * 10_000)).status_code == 200
 
 
-def test_binary_tensors_are_refused_clearly(client: TestClient) -> None:
-    body = infer_body([LOW_EARNER])
-    headers = {"Inference-Header-Content-Length": "100"}
-    answer = client.post(INFER, json=body, headers=headers)
-    assert answer.status_code == 400
-    assert "binary tensor data is not supported" in answer.json()["error"]
-    tensor(body, "age")["parameters"] = {"binary_data_size": 8}
-    assert "binary" in client.post(INFER, json=body).json()["error"]
+def test_binary_tensors_answer_what_json_tensors_answer(
+    client: TestClient, records: list[dict[str, Any]]
+) -> None:
+    body = infer_body(records[:200])
+    expected = client.post(INFER, json=body).json()["outputs"]
+    content, headers = binary_request(body, FEATURES)
+    answer = client.post(INFER, content=content, headers=headers)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["outputs"] == expected  # JSON outputs: none asked in binary
+    mixed, headers = binary_request(body, ["age", "education", "native-country"])
+    assert client.post(INFER, content=mixed, headers=headers).json()["outputs"] == expected
 
 
-def test_a_request_for_binary_output_is_answered_in_json(client: TestClient) -> None:
-    # tritonclient asks for binary outputs whenever no output is named; JSON is what it reads.
-    body = infer_body([LOW_EARNER], parameters={"binary_data_output": True})
+def test_binary_outputs_when_asked(client: TestClient, records: list[dict[str, Any]]) -> None:
+    body = infer_body(records[:50], parameters={"binary_data_output": True})
+    expected = client.post("/predict/batch", json=records[:50]).json()
     answer = client.post(INFER, json=body)
-    assert answer.status_code == 200 and answer.json()["outputs"][0]["name"] == "probability"
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == "application/octet-stream"
+    length = int(answer.headers["inference-header-content-length"])
+    outputs = binary_outputs(answer.content, length)
+    assert outputs["probability"] == [p["probability"] for p in expected]
+    assert outputs["label"] == [p["label"] for p in expected]
+    # An output's own parameter wins over the request's.
+    body["outputs"] = [{"name": "label", "parameters": {"binary_data": False}}]
+    assert client.post(INFER, json=body).json()["outputs"][0]["data"] == outputs["label"]
+
+
+def _binary_spoiled(change: Callable[[bytes, dict[str, str]], tuple[bytes, dict[str, str]]]) -> Any:
+    body = infer_body([LOW_EARNER, HIGH_EARNER])
+    return change(*binary_request(body, ["age", "sex"]))
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        (lambda c, h: (c, {**h, "Inference-Header-Content-Length": "x"}), ["expected the JSON"]),
+        (lambda c, h: (c, {**h, "Inference-Header-Content-Length": "99999"}), ["at most"]),
+        (lambda c, h: (c + b"\0", h), ["1 bytes after the JSON header belong to no input"]),
+        (lambda c, h: (c[:-3], h), ["input tensor 'sex'", "does not fit"]),
+        (lambda c, h: (c.replace(b"Female", b"Fem\xffle"), h), ["'sex' element 0: not UTF-8"]),
+        (lambda c, h: (c.replace(b"Male", b"Mail"), h), ["input tensor 'sex' element 1", "'Mail'"]),
+    ],
+)
+def test_bad_binary_framing_is_400(
+    client: TestClient, change: Callable[..., tuple[bytes, dict[str, str]]], words: list[str]
+) -> None:
+    content, headers = _binary_spoiled(change)
+    answer = client.post(INFER, content=content, headers=headers)
+    assert answer.status_code == 400, answer.text
+    assert all(word in answer.json()["error"] for word in words), answer.json()
+
+
+def test_an_int64_chunk_of_odd_size_is_400(client: TestClient) -> None:
+    body = infer_body([LOW_EARNER])
+    content, headers = binary_request(body, [])
+    header = json.loads(content)
+    tensor(header, "age")["parameters"] = {"binary_data_size": 5}
+    del tensor(header, "age")["data"]
+    raw = json.dumps(header).encode()
+    headers = {"Inference-Header-Content-Length": str(len(raw))}
+    answer = client.post(INFER, content=raw + b"12345", headers=headers)
+    assert "5 bytes is no INT64 array" in answer.json()["error"]
+
+
+def test_a_tensor_without_data_is_400(client: TestClient) -> None:
+    body = infer_body([LOW_EARNER])
+    del tensor(body, "race")["data"]
+    answer = client.post(INFER, json=body)
+    assert answer.status_code == 400 and "'race' has no data" in answer.json()["error"]
 
 
 def test_any_content_type_is_read_as_json(client: TestClient) -> None:
     # tritonclient sends no Content-Type at all.
-    import json
-
     content = json.dumps(infer_body([LOW_EARNER])).encode()
     for headers in ({}, {"content-type": "application/octet-stream"}):
         assert client.post(INFER, content=content, headers=headers).status_code == 200
@@ -320,3 +382,32 @@ def test_openapi_documents_the_oip_routes(client: TestClient) -> None:
         assert schema == {"$ref": "#/components/schemas/InferenceRequest"}
         assert {"200", "400", "404", "413"} <= set(post["responses"])
     assert "RequestInput" in spec["components"]["schemas"]
+
+
+def test_the_documented_example_request_is_answered(client: TestClient) -> None:
+    from census_pipeline.api.schemas import EXAMPLE_RECORD
+
+    spec = client.get("/openapi.json").json()
+    body = spec["paths"]["/v2/models/{model_name}/infer"]["post"]["requestBody"]
+    example = body["content"]["application/json"]["example"]
+    answer = client.post(INFER, json=example)
+    assert answer.status_code == 200, answer.text
+    expected = client.post("/predict", json=EXAMPLE_RECORD).json()["probability"]
+    assert answer.json()["outputs"][0]["data"] == [expected]
+
+
+def test_inference_is_logged_like_a_batch(served_dir: Path, tmp_path: Path) -> None:
+    from .test_monitoring import logged, wait_logged
+
+    url = sqlite_url(tmp_path / "log.sqlite")
+    settings = settings_for(served_dir, database_url=url, log_flush_seconds=0.02)
+    with TestClient(create_app(settings)) as logging_client:
+        answer = logging_client.post(INFER, json=infer_body([LOW_EARNER, HIGH_EARNER]))
+        wait_logged(logging_client, 2)
+    request_id = answer.headers["X-Request-ID"]
+    rows = logged(url)
+    probabilities = answer.json()["outputs"][0]["data"]
+    for index, record in enumerate([LOW_EARNER, HIGH_EARNER]):
+        row = rows[f"{request_id}:{index}"]
+        assert row["route"] == "oip" and row["age"] == record["age"]
+        assert row["probability"] == probabilities[index]

@@ -17,8 +17,16 @@ from census_pipeline.audit import audit
 from census_pipeline.card import card, refuse_placeholders
 from census_pipeline.config import FAIRNESS_PARITIES, Params
 from census_pipeline.errors import PipelineError
-from census_pipeline.files import read_json, write_json_atomic
+from census_pipeline.files import read_json, sha256_bytes, write_json_atomic
 from census_pipeline.gate import gate
+from census_pipeline.signing import (
+    SIGNING_KEY_FILE_ENV,
+    VerifyKeys,
+    card_problem,
+    card_seal_path,
+    keygen,
+)
+from census_pipeline.verdict import canonical_bytes
 
 SECTIONS = (
     "## Model details",
@@ -286,3 +294,56 @@ def test_the_metrics_section_states_both_accuracies(make: Callable[..., Params])
     m = GOOD_METRICS
     assert f"at this threshold ({m['accuracy']:.4f})" in text
     assert f"at 0.5 ({m['accuracy_at_half']:.4f})" in text
+
+
+def test_card_says_where_the_training_data_came_from_and_how_it_shifted(
+    make: Callable[..., Params],
+) -> None:
+    params = make()
+    text = _text(params)
+    assert "**User-supplied data** (not a known release" in text
+    assert "no space after commas, CRLF line ends, a UTF-8 byte order mark, gzip-compressed" in text
+    shift = read_json(params.paths.data_report)["shift"]
+    assert "### Shift from the baseline's training data" in text
+    assert "30,000 rows then and 32,561 now" in text
+    # Largest shift first, each feature with its PSI and level, as the data report has them.
+    rows = [
+        f"| {n} | {e['kind']} | {e['psi']:.4f} | {e['level']} |"
+        for n, e in (sorted(shift["features"].items(), key=lambda item: -item[1]["psi"]))
+    ]
+    positions = [text.index(row) for row in rows]
+    assert positions == sorted(positions)
+    report = read_json(params.paths.data_report)
+    report["shift"] = {"baseline": "baseline/train_profile.json", "status": "no baseline profile"}
+    write_json_atomic(params.paths.data_report, report)
+    gate(params)
+    assert "Not compared: no baseline profile." in _text(params)
+
+
+def test_the_card_is_sealed_for_the_verdict_it_shows(
+    make: Callable[..., Params], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    private, public = keygen(tmp_path / "keys")
+    monkeypatch.setenv(SIGNING_KEY_FILE_ENV, str(private))
+    params = make()
+    card(params)
+    paths = params.paths
+    seal = read_json(card_seal_path(paths.model_card_html))
+    html = paths.model_card_html.read_bytes()
+    verdict_sha256 = sha256_bytes(canonical_bytes(read_json(paths.verdict)))
+    keys = VerifyKeys.from_file(public)
+    assert card_problem(html, seal, verdict_sha256, keys) is None
+    assert "changed after" in (card_problem(html + b" ", seal, verdict_sha256, keys) or "")
+    assert "another verdict" in (card_problem(html, seal, "0" * 64, keys) or "")
+
+
+def test_without_a_key_the_card_seal_records_digests_but_no_signature(
+    make: Callable[..., Params], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CENSUS_SIGNING_KEY", raising=False)
+    monkeypatch.delenv(SIGNING_KEY_FILE_ENV, raising=False)
+    params = make()
+    card(params)
+    seal = read_json(card_seal_path(params.paths.model_card_html))
+    assert seal["signature"] is None
+    assert seal["card_html_sha256"] == sha256_bytes(params.paths.model_card_html.read_bytes())

@@ -61,7 +61,8 @@ def test_the_three_steps_run_from_the_command_line(tmp_path: Path) -> None:
         tmp_path, {"data.uci_base_url": DEAD_URL, "data.pypi_project_url": DEAD_URL}
     )
     code, out, _ = _run(params, "ingest", "--source-dir", str(source))
-    assert code == 0 and "train: census.csv (course-csv) verified by local-folder" in out
+    assert code == 0
+    assert "train: census.csv (course-csv), 32561 rows, course census.csv, from local-folder" in out
     code, out, _ = _run(params, "validate")
     assert code == 0 and "train: 32561 rows, 0 quarantined, 24 exact duplicates" in out
     code, out, _ = _run(params, "clean")
@@ -70,7 +71,7 @@ def test_the_three_steps_run_from_the_command_line(tmp_path: Path) -> None:
 
 
 BAD_TRAINING_FILES: dict[str, tuple[bytes, str]] = {
-    "empty file": (b"", "census.csv: file is empty"),
+    "empty file": (b"", "census.csv: line 1: file is empty"),
     "missing column": (
         course_csv().replace(b" capital-loss,", b""),
         "census.csv: line 1 (header): missing column(s) capital-loss",
@@ -85,11 +86,12 @@ BAD_TRAINING_FILES: dict[str, tuple[bytes, str]] = {
     ),
     "non-UTF-8 bytes": (
         course_csv().replace(b"Husband", b"Husb\xff\xfend"),
-        "census.csv: line 3: byte 0xff is not valid UTF-8",
+        "census.csv: line 3: field relationship: byte 0xff is not valid UTF-8",
     ),
     "truncated last line": (
         course_csv().rstrip(b"\n")[:-25],
-        "census.csv: line 5: found 11 comma-separated fields, expected 15 (truncated last line?)",
+        "census.csv: line 5: field capital-loss: missing, found 11 comma-separated fields, "
+        "expected 15 (truncated last line?)",
     ),
     "numeric column holding text": (
         course_csv([*ROWS, row(hours_per_week="forty")]),
@@ -122,7 +124,7 @@ def test_uci_layout_with_missing_column_names_the_line(tmp_path: Path) -> None:
     params = crafted_project(tmp_path, uci_data(rows), train_name="adult.data")
     code, _, err = _run(params, "validate")
     assert code == 1
-    assert "adult.data: line 1: found 14 comma-separated fields, expected 15" in err
+    assert "adult.data: line 1: field salary: missing, found 14 comma-separated fields" in err
 
 
 def _tampered_source(root: Path, real: Mapping[str, bytes]) -> Path:
@@ -132,17 +134,23 @@ def _tampered_source(root: Path, real: Mapping[str, bytes]) -> Path:
     return root
 
 
-def test_wrong_digest_fails_ingest_and_writes_nothing(tmp_path: Path) -> None:
+COURSE_SHA256 = "9e7ddeec23b4b1304f138cee41d8a309e987cdf6dc1632033f73dfe28fff814b"
+
+
+def test_a_pinned_digest_that_differs_fails_ingest_and_writes_nothing(tmp_path: Path) -> None:
     source = _tampered_source(tmp_path / "src", real_files())
     params = make_project(
         tmp_path, {"data.uci_base_url": DEAD_URL, "data.pypi_project_url": DEAD_URL}
     )
-    code, _, err = _run(params, "ingest", "--source-dir", str(source))
+    pin = f"train={COURSE_SHA256}"
+    code, _, err = _run(params, "ingest", "--source-dir", str(source), "--expect-sha256", pin)
     assert code == 1 and err.count("\n") == 1
-    assert f"local-folder {source}: census.csv has sha256 " in err
-    assert "expected 9e7ddeec23b4b1304f138cee41d8a309e987cdf6dc1632033f73dfe28fff814b" in err
+    assert f"{source / 'census.csv'}: sha256 is " in err
+    assert f"expected {COURSE_SHA256} (--expect-sha256 / data.expect_sha256.train)" in err
     assert not params.paths.raw_manifest.exists()
     assert not (params.paths.raw_dir / "census.csv").exists()
+    code, _, err = _run(params, "ingest", "--source-dir", str(source), "--expect-sha256", "abc")
+    assert code == 1 and "expected SPLIT=HEX" in err
 
 
 def test_console_script_exits_non_zero_on_a_wrong_digest(tmp_path: Path) -> None:
@@ -159,6 +167,8 @@ def test_console_script_exits_non_zero_on_a_wrong_digest(tmp_path: Path) -> None
             str(source),
             "--params",
             str(tmp_path / "params.yaml"),
+            "--expect-sha256",
+            COURSE_SHA256,
         ],
         capture_output=True,
         text=True,
@@ -166,6 +176,6 @@ def test_console_script_exits_non_zero_on_a_wrong_digest(tmp_path: Path) -> None
         timeout=120,
     )
     assert completed.returncode == 1
-    assert completed.stderr.startswith("error: no source supplied a verified train file")
+    assert completed.stderr.startswith(f"error: {source / 'census.csv'}: sha256 is ")
     assert "Traceback" not in completed.stderr
     assert not params.paths.raw_manifest.exists()

@@ -26,7 +26,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from census_pipeline.config import load_params
-from census_pipeline.publish import CARD, METADATA, MODEL, VERDICT
+from census_pipeline.publish import CARD, METADATA, MODEL, SEAL, VERDICT
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -128,7 +128,7 @@ def blessed_artifacts() -> list[str]:
     """What the service reads, as repo-relative paths: the folder `census-pipeline publish`
     writes (Params.paths.serving_dir), with the names publish gives them (not this test)."""
     paths = load_params(REPO_ROOT / "params.yaml").paths
-    files = [paths.serving_dir / name for name in (MODEL, METADATA, VERDICT, CARD)]
+    files = [paths.serving_dir / name for name in (MODEL, METADATA, VERDICT, CARD, SEAL)]
     return [str(file.relative_to(REPO_ROOT)) for file in files]
 
 
@@ -233,7 +233,7 @@ def test_runtime_stage_copies_exactly_the_blessed_artifacts() -> None:
     # The service finds them where they were copied, through its settings' environment.
     workdir = [i.arguments for i in runtime if i.keyword == "WORKDIR"][-1]
     env = " ".join(i.arguments for i in runtime if i.keyword == "ENV")
-    model_file, _, _, card = blessed_artifacts()
+    model_file, _, _, card, _ = blessed_artifacts()
     assert f"CENSUS_API_MODEL_DIR={workdir}/{Path(model_file).parent}" in env
     assert f"CENSUS_API_MODEL_CARD_PATH={workdir}/{card}" in env
 

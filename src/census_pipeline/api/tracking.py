@@ -62,8 +62,10 @@ class Tracker:
         records: Sequence[Mapping[str, Any]],
         answers: list[dict[str, Any]],
         started: float,
+        route: str = "batch",
     ) -> None:
-        """Give each answer of a batch its id; log and count the batch."""
+        """Give each answer of a batch its id; log and count the batch (`route` is "batch",
+        or "oip" for the Open Inference Protocol's inference, logged the same way)."""
         labels = [answer["label"] for answer in answers]
         probabilities = [answer["probability"] for answer in answers]
         for index, answer in enumerate(answers):
@@ -71,7 +73,7 @@ class Tracker:
         if self.log is not None:
             latency_ms = (time.perf_counter() - started) * 1000
             self.log.submit(
-                Scored(request_id, time.time(), "batch", self.model_version, records,
+                Scored(request_id, time.time(), route, self.model_version, records,
                        probabilities, labels, latency_ms)
             )  # fmt: skip
         self.telemetry.scored(labels, probabilities)

@@ -10,6 +10,7 @@ protocol's shape `{"error": "..."}` by `OipRoute`.
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Mapping
+from time import perf_counter
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -22,7 +23,7 @@ from starlette.exceptions import HTTPException
 from census_pipeline import __version__
 from census_pipeline.api.deps import served_model
 from census_pipeline.api.loading import ServedModel
-from census_pipeline.api.oip import tensors
+from census_pipeline.api.oip import binary, tensors
 from census_pipeline.api.oip.schemas import (
     InferenceError,
     InferenceRequest,
@@ -34,6 +35,7 @@ from census_pipeline.api.oip.schemas import (
     ServerReady,
 )
 from census_pipeline.api.settings import Settings
+from census_pipeline.api.tracking import REQUEST_ID_HEADER, tracker
 
 SERVER_NAME = "census-pipeline"
 BINARY_HEADER = b"inference-header-content-length"
@@ -102,7 +104,7 @@ inference = APIRouter(
 
 @public.get("", response_model=ServerMetadata, summary="Server metadata")
 async def server_metadata() -> dict[str, Any]:
-    return {"name": SERVER_NAME, "version": __version__, "extensions": []}
+    return {"name": SERVER_NAME, "version": __version__, "extensions": [binary.EXTENSION]}
 
 
 @public.get("/health/live", response_model=ServerLive, summary="The server is alive")
@@ -157,15 +159,26 @@ _INFER_DOC: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/InferenceRequest"}}
+            "application/json": {
+                "schema": {"$ref": "#/components/schemas/InferenceRequest"},
+                "example": tensors.example_request(),
+            }
         },
+    }
+}
+# With binary outputs (Triton's extension), the JSON header and then the outputs' bytes.
+_BINARY_ANSWER: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        "description": "The answer; with binary outputs asked for, the header "
+        "Inference-Header-Content-Length gives the JSON part's length.",
     }
 }
 
 
 @inference.post(
     "/models/{model_name}/infer", response_model=InferenceResponse, summary="Infer",
-    openapi_extra=_INFER_DOC,
+    openapi_extra=_INFER_DOC, responses=_BINARY_ANSWER,
 )  # fmt: skip
 async def infer(request: Request, model_name: str) -> Response:
     return await _infer(request, _model(request, model_name), model_name)
@@ -173,22 +186,37 @@ async def infer(request: Request, model_name: str) -> Response:
 
 @inference.post(
     "/models/{model_name}/versions/{model_version}/infer", response_model=InferenceResponse,
-    summary="Infer with a version", openapi_extra=_INFER_DOC,
+    summary="Infer with a version", openapi_extra=_INFER_DOC, responses=_BINARY_ANSWER,
 )  # fmt: skip
 async def version_infer(request: Request, model_name: str, model_version: str) -> Response:
     return await _infer(request, _model(request, model_name, model_version), model_name)
 
 
 async def _infer(request: Request, model: ServedModel, name: str) -> Response:
-    """Any content type is read as JSON: tritonclient sends none. Binary tensors (Triton's
-    extension) announce themselves with a header, and are refused before the body is read."""
-    for key, _ in request.scope["headers"]:
+    """Any content type is read as JSON: tritonclient sends none. With Triton's binary tensor
+    extension the header says where the JSON ends and the tensors' bytes begin. Logged and
+    counted like a batch; row i's id (for /feedback) is `<X-Request-ID>:<i>`."""
+    started = perf_counter()
+    header_length = None
+    for key, value in request.scope["headers"]:
         if key == BINARY_HEADER:
-            raise tensors.InferenceFailure(400, tensors.binary_unsupported())
+            header_length = value.decode("latin-1")
     body = await request.body()
     limit = _settings(request).max_batch_size
-    answer = await run_in_threadpool(tensors.infer, model, name, body, limit)
-    return Response(answer, media_type="application/json")
+    track = tracker(request)
+    request_id = track.request_id()
+
+    def scored(records: list[dict[str, Any]], answers: list[dict[str, Any]]) -> None:
+        track.many(request_id, records, answers, started, route="oip")
+
+    answer, json_length = await run_in_threadpool(
+        tensors.infer, model, name, body, limit, header_length, scored
+    )
+    headers = {REQUEST_ID_HEADER: request_id}
+    if json_length is None:
+        return Response(answer, media_type="application/json", headers=headers)
+    headers[binary.HEADER] = str(json_length)
+    return Response(answer, media_type="application/octet-stream", headers=headers)
 
 
 def component_schemas() -> dict[str, Any]:

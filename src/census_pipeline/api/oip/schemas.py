@@ -69,7 +69,9 @@ class RequestInput(BaseModel):
     shape: list[int] = Field(min_length=1, description="[N] (or [N, 1]) for N records.")
     datatype: Datatype
     parameters: dict[str, Any] | None = None
-    data: list[Any] = Field(description=_ELEMENTS)
+    data: list[Any] | None = Field(
+        None, description=_ELEMENTS + " Left out for a tensor sent as binary data."
+    )
 
 
 class RequestOutput(BaseModel):

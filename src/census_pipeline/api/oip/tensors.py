@@ -9,22 +9,24 @@ ranges and missing-value rules. Its errors are only re-worded to name the tensor
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
-from pydantic_core import to_json
 
 from census_pipeline.api.body import RECORDS
 from census_pipeline.api.loading import ServedModel
-from census_pipeline.api.oip.schemas import InferenceRequest, RequestInput, RequestOutput
+from census_pipeline.api.oip import binary
+from census_pipeline.api.oip.schemas import InferenceRequest, RequestInput
+from census_pipeline.api.schemas import EXAMPLE_RECORD
 from census_pipeline.schema import FEATURES, NUMERIC_RANGES
 
 PLATFORM = "lightgbm"
 # The outputs, in the order a response lists them: name -> datatype.
 OUTPUTS = {"probability": "FP64", "label": "BYTES"}
-# A tensor parameter of Triton's binary tensor data extension, which this server does not speak.
-BINARY_SIZE = "binary_data_size"
+# Parameters of Triton's binary tensor data extension asking for binary outputs.
+BINARY_OUTPUT = "binary_data_output"
+BINARY_DATA = "binary_data"
 
 _REQUEST = TypeAdapter(InferenceRequest)
 
@@ -61,17 +63,51 @@ def model_metadata(model: ServedModel, name: str) -> dict[str, Any]:
     }
 
 
-def infer(model: ServedModel, name: str, body: bytes, limit: int) -> bytes:
-    """Parse, validate, score and serialise one inference request (run off the event loop)."""
-    request = parse_request(body)
-    wanted = requested_outputs(request.outputs)
+def example_request() -> dict[str, Any]:
+    """`/predict`'s example record as an inference request (for the OpenAPI document)."""
+    return {
+        "id": "example-1",
+        "inputs": [
+            {"name": name, "shape": [1], "datatype": datatype(name), "data": [value]}
+            for name, value in EXAMPLE_RECORD.items()
+        ],
+    }
+
+
+# Told what was scored (the records and `ServedModel`'s answers), to log and count it.
+OnScored = Callable[[list[dict[str, Any]], list[dict[str, Any]]], None]
+
+
+def infer(
+    model: ServedModel,
+    name: str,
+    body: bytes,
+    limit: int,
+    header_length: str | None = None,
+    on_scored: OnScored | None = None,
+) -> tuple[bytes, int | None]:
+    """Parse, validate, score and serialise one inference request (run off the event loop).
+
+    Answers the response body and, when binary outputs follow its JSON header, that header's
+    length. `header_length` is the request's `Inference-Header-Content-Length`, if any.
+    """
+    try:
+        header, payload = binary.split(body, header_length) if header_length else (body, b"")
+        request = parse_request(header)
+        if header_length:
+            binary.attach(request, payload)
+    except binary.FramingError as exc:
+        raise InferenceFailure(400, str(exc)) from None
+    wanted = requested_outputs(request)
     records = to_records(request.inputs, FEATURES, limit)
     predictions = model.predict_many(records)
+    if on_scored is not None:
+        on_scored(records, predictions)
     answer: dict[str, Any] = {"model_name": name, "model_version": model.version}
     if request.id is not None:
         answer["id"] = request.id
     answer["outputs"] = [_output(out, predictions) for out in wanted]
-    return to_json(answer)
+    return binary.frame(answer, [out for out, raw in wanted.items() if raw])
 
 
 def parse_request(body: bytes) -> InferenceRequest:
@@ -86,20 +122,22 @@ def parse_request(body: bytes) -> InferenceRequest:
         raise InferenceFailure(400, message) from None
 
 
-def requested_outputs(outputs: Sequence[RequestOutput] | None) -> list[str]:
-    """The outputs to answer with, all of them by default. Binary output is not offered, so a
-    request for it (Triton's `binary_data` parameter) is answered in JSON, which clients read."""
-    if outputs is None:
-        return list(OUTPUTS)
-    names = [out.name for out in outputs]
-    for out in names:
-        if out not in OUTPUTS:
+def requested_outputs(request: InferenceRequest) -> dict[str, bool]:
+    """The outputs to answer with (all by default), each with whether it goes as binary data:
+    an output's own `binary_data` parameter, else the request's `binary_data_output`."""
+    default = (request.parameters or {}).get(BINARY_OUTPUT) is True
+    if request.outputs is None:
+        return dict.fromkeys(OUTPUTS, default)
+    wanted: dict[str, bool] = {}
+    for out in request.outputs:
+        if out.name not in OUTPUTS:
             raise InferenceFailure(
-                400, f"unknown output tensor '{out}': the outputs are {', '.join(OUTPUTS)}"
+                400, f"unknown output tensor '{out.name}': the outputs are {', '.join(OUTPUTS)}"
             )
-    if len(set(names)) != len(names):
-        raise InferenceFailure(400, "an output tensor is requested twice")
-    return names
+        if out.name in wanted:
+            raise InferenceFailure(400, f"output tensor '{out.name}' is requested twice")
+        wanted[out.name] = (out.parameters or {}).get(BINARY_DATA, default) is True
+    return wanted
 
 
 def to_records(
@@ -137,8 +175,6 @@ def _check_names(inputs: Sequence[RequestInput], features: Sequence[str]) -> Non
                 f"input tensor '{tensor.name}': datatype {tensor.datatype}, "
                 f"expected {datatype(tensor.name)}",
             )
-        if BINARY_SIZE in (tensor.parameters or {}):
-            raise InferenceFailure(400, binary_unsupported())
     missing = [feature for feature in features if feature not in seen]
     if missing:
         raise InferenceFailure(400, f"missing input tensor(s): {', '.join(missing)}")
@@ -147,6 +183,12 @@ def _check_names(inputs: Sequence[RequestInput], features: Sequence[str]) -> Non
 def _column(tensor: RequestInput) -> list[Any]:
     """The tensor's elements as a flat column, once its shape is known to hold them."""
     shape, data = tensor.shape, tensor.data
+    if data is None:
+        raise InferenceFailure(
+            400,
+            f"input tensor '{tensor.name}' has no data: send `data`, or binary data "
+            f"announced by the parameter {binary.SIZE}",
+        )
     if len(shape) == 2 and shape[1] == 1 and data and type(data[0]) is list:
         data = _unnest(tensor.name, data)
     if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)) or shape[0] < 0:
@@ -214,10 +256,3 @@ def _output(name: str, predictions: list[dict[str, Any]]) -> dict[str, Any]:
         "shape": [len(predictions)],
         "data": [prediction[name] for prediction in predictions],
     }
-
-
-def binary_unsupported() -> str:
-    return (
-        "binary tensor data is not supported: send the tensors as JSON "
-        "(tritonclient: set_data_from_numpy(..., binary_data=False))"
-    )

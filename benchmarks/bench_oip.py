@@ -1,0 +1,136 @@
+"""Rows per second through the Open Inference Protocol vs /predict/batch, in the same run.
+
+One uvicorn worker pinned to core 0 (started as in bench_api.py, under the `serve` install's
+modules only), wrk pinned to core 1, one connection. Every round times both routes back to back,
+in alternating order, on the same 1,000 rows of the clean test table: POST /predict/batch with
+the rows as a JSON list of records, and POST /v2/models/census/infer with the rows as 14 JSON
+tensors (one per field). The ratio is taken within each round; the report gives medians.
+Before timing, the two answers are checked to carry the same probabilities.
+
+    python benchmarks/bench_oip.py [--model-dir models] [--duration 5] [--rounds 6]
+
+Needs `wrk` (Debian: apt-get install wrk) and `taskset`, a trained and gated model, and the
+clean test table (`make pipeline`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from bench_api import BATCH_SIZE, REPO, load_records, lua_post, server, wrk
+
+from census_pipeline.schema import FEATURES, NUMERIC_RANGES
+
+BAR = 0.90  # OIP rows/s at least 90 % of /predict/batch's
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--model-dir", type=Path, default=REPO / "models")
+    parser.add_argument("--test-table", type=Path, default=None, help="default: params paths")
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--allow-unblessed", action="store_true")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    return parser.parse_args()
+
+
+def inference_request(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The rows as OIP tensors; a missing category is an empty string (the protocol has no null)."""
+    return {
+        "inputs": [
+            {
+                "name": name,
+                "datatype": "INT64" if name in NUMERIC_RANGES else "BYTES",
+                "shape": [len(records)],
+                "data": ["" if r[name] is None else r[name] for r in records],
+            }
+            for name in FEATURES
+        ]
+    }
+
+
+def post(url: str, body: bytes) -> Any:
+    request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def check_same_answers(url: str, batch: bytes, oip: bytes) -> None:
+    expected = [p["probability"] for p in post(f"{url}/predict/batch", batch)]
+    outputs = {out["name"]: out["data"] for out in post(f"{url}/v2/models/census/infer", oip)}
+    if outputs["probability"] != expected:
+        raise SystemExit("the OIP route and /predict/batch disagree on the probabilities")
+
+
+def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    records = load_records(args.test_table, BATCH_SIZE)
+    batch_body = json.dumps(records)
+    oip_body = json.dumps(inference_request(records))
+    scripts = {
+        "batch": lua_post(work / "batch.lua", batch_body),
+        "oip": lua_post(work / "oip.lua", oip_body),
+    }
+    paths = {"batch": "/predict/batch", "oip": "/v2/models/census/infer"}
+    unblessed = {"CENSUS_API_ALLOW_UNBLESSED": "true"} if args.allow_unblessed else {}
+    runs: dict[str, list[float]] = {"batch": [], "oip": [], "ratio": []}
+    with server(args.model_dir, unblessed, work / "server.log") as (url, _):
+        check_same_answers(url, batch_body.encode(), oip_body.encode())
+        for name in ("batch", "oip"):
+            wrk(url + paths[name], scripts[name], 1, 2)  # warm-up
+        for i in range(args.rounds):
+            order = ["batch", "oip"] if i % 2 == 0 else ["oip", "batch"]
+            for name in order:
+                rate = wrk(url + paths[name], scripts[name], 1, args.duration).requests_per_s
+                runs[name].append(rate * BATCH_SIZE)
+            runs["ratio"].append(runs["oip"][-1] / runs["batch"][-1])
+    return {
+        "batch_rows_per_s": statistics.median(runs["batch"]),
+        "oip_rows_per_s": statistics.median(runs["oip"]),
+        "ratio": statistics.median(runs["ratio"]),
+        "body_bytes": {"batch": len(batch_body), "oip": len(oip_body)},
+        "runs": {name: [round(v, 3) for v in values] for name, values in runs.items()},
+        "config": {"duration_s": args.duration, "rounds": args.rounds, "rows": BATCH_SIZE},
+    }
+
+
+def report(results: dict[str, Any]) -> str:
+    r = results
+    met = "met" if r["ratio"] >= BAR else "MISSED"
+    rows = [
+        ("POST /predict/batch (1,000 rows), 1 conn.", f"{r['batch_rows_per_s']:,.0f} rows/s",
+         "baseline", ""),
+        ("POST /v2/models/census/infer (1,000 rows), 1 conn.", f"{r['oip_rows_per_s']:,.0f} rows/s",
+         f"{r['ratio']:.0%} of /predict/batch (bar >= {BAR:.0%})", met),
+        ("request body, records / tensors",
+         f"{r['body_bytes']['batch']:,} / {r['body_bytes']['oip']:,} bytes", "", ""),
+    ]  # fmt: skip
+    lines = ["| measurement | result | ratio / bar | |", "|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    args = parse_args()
+    missing = [tool for tool in ("wrk", "taskset") if shutil.which(tool) is None]
+    if missing:
+        raise SystemExit(f"needs {', '.join(missing)} on PATH (Debian: apt-get install wrk)")
+    with tempfile.TemporaryDirectory(prefix="bench-oip-") as tmp:
+        results = measure(args, Path(tmp))
+    print(report(results))
+    print(json.dumps(results, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
