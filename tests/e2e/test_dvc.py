@@ -219,6 +219,19 @@ def test_second_repro_does_nothing(project: Project, first_repro: str) -> None:
     assert (project.root / "dvc.lock").read_bytes() == lock
 
 
+def test_a_byte_identical_retrain_reruns_nothing_downstream(
+    project: Project, first_repro: str
+) -> None:
+    """Training again on the same data gives the same bytes (model.json included: no timestamp
+    in it), so DVC finds every later stage's inputs unchanged and reruns none of them."""
+    lock = (project.root / "dvc.lock").read_bytes()
+    retrained = project.dvc("repro", "--force", "--single-item", "train")
+    assert ran_stages(retrained) == {"train"}
+    output = project.dvc("repro")
+    assert ran_stages(output) == set(), output
+    assert (project.root / "dvc.lock").read_bytes() == lock
+
+
 def test_metrics_show_reads_the_evaluation(project: Project, first_repro: str) -> None:
     shown = json.loads(project.dvc("metrics", "show", "--json"))
     (workspace,) = shown.values()

@@ -3,10 +3,11 @@
 The clone is made with `git clone` from a repository holding the files git knows about in this
 checkout. Each command runs as `bash --noprofile --norc -c '<command>'` from the clone's root with
 no virtual environment activated or on PATH, and HOME a new, empty folder (whose
-`~/datasets/adult` holds the census files, as README's example says). Three things differ from a
-developer's terminal, and only these: the uv package cache is the caller's (no re-download of
-every wheel), `PORT` is a free port (the machine is shared) and README's `localhost:8000` is
-rewritten to it, and `make test` is not run (it is the command that runs this test).
+`~/datasets/adult` holds the census files, as README's example says), the machine's other
+variables kept (proxies, CA certificates). Three things differ from a developer's terminal: the
+uv package cache is the caller's (no re-download of every wheel), `PORT` is a free port (the
+machine is shared) and README's `localhost:8000` is rewritten to it, and `make test` is not run
+(it is the command that runs this test).
 
 `make run` serves until stopped: it runs in the background until /ready answers, and is stopped
 (its process group) before the next one starts and at the end. README's `CENSUS_DATA_DIR=... make
@@ -123,18 +124,18 @@ def wait_ready(url: str, process: subprocess.Popen[bytes]) -> bool:
 
 
 def fresh_env(home: Path, port: int) -> dict[str, str]:
-    """A new login's environment: system PATH without any virtual environment, a new HOME."""
+    """A new login on this machine: its environment (proxies, CA certificates, pyenv) without
+    any virtual environment, project or DVC setting, and with a new, empty HOME."""
     venv_bin = Path(sys.executable).parent
-    path = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p and Path(p) != venv_bin]
-    env = {
+    dropped = ("CENSUS_", "DVC_", "VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "UV_", "PYTEST")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
+    path = [p for p in env.get("PATH", "").split(os.pathsep) if p and Path(p) != venv_bin]
+    env |= {
         "HOME": str(home),
         "PATH": os.pathsep.join(path),
-        "LANG": os.environ.get("LANG", "C.UTF-8"),
         "PORT": str(port),
         "DVC_NO_ANALYTICS": "1",
     }
-    # What a login on this machine sets up before any project: where pyenv keeps its Pythons.
-    env |= {k: v for k, v in os.environ.items() if k in ("PYENV_ROOT", "PYENV_VERSION", "TMPDIR")}
     if cache := uv_cache_dir():
         env["UV_CACHE_DIR"] = cache
     return env

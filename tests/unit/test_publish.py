@@ -20,7 +20,8 @@ from census_pipeline.cli import app
 from census_pipeline.config import Params
 from census_pipeline.errors import PipelineError
 from census_pipeline.files import read_json, sha256_file, write_json_atomic
-from census_pipeline.publish import CARD, METADATA, MODEL, RECORD, VERDICT, publish
+from census_pipeline.publish import CARD, METADATA, MODEL, RECORD, SEAL, VERDICT, publish
+from census_pipeline.signing import card_seal, card_seal_path
 
 
 def bless(params: Params, blessed: bool = True) -> None:
@@ -38,7 +39,10 @@ def bless(params: Params, blessed: bool = True) -> None:
     }
     write_json_atomic(paths.verdict, verdict)
     paths.model_card_html.parent.mkdir(parents=True, exist_ok=True)
-    paths.model_card_html.write_text("<html>card</html>", encoding="utf-8")
+    html, markdown = b"<html>card</html>", b"# card"
+    paths.model_card_html.write_bytes(html)
+    seal = card_seal(html, markdown, verdict, None)
+    write_json_atomic(card_seal_path(paths.model_card_html), seal)
 
 
 def served_sha256(params: Params) -> str:
@@ -66,7 +70,7 @@ def test_publish_copies_what_the_service_reads_and_records_when(project: Params)
     folder = paths.serving_dir
     assert done.folder == folder
     assert sorted(p.name for p in folder.iterdir()) == sorted(
-        [MODEL, METADATA, VERDICT, CARD, RECORD]
+        [MODEL, METADATA, VERDICT, CARD, SEAL, RECORD]
     )
     assert (folder / MODEL).read_bytes() == paths.model_file.read_bytes()
     assert (folder / METADATA).read_bytes() == paths.model_metadata.read_bytes()
