@@ -162,7 +162,7 @@ def first_repro(project: Project) -> str:
 def experiment(project: Project, first_repro: str) -> tuple[str, str]:
     """Commit the first run, then run one experiment that changes a training parameter."""
     project.git("add", "dvc.lock")
-    project.git("commit", "-q", "-m", "first full run")
+    project.git("commit", "-q", "--allow-empty", "-m", "first full run")
     node = yaml.safe_load((project.root / "params.yaml").read_text(encoding="utf-8"))
     for key in EXPERIMENT_PARAM.split("."):
         node = node[key]
