@@ -96,7 +96,9 @@ def gated_project(audited_project: Params) -> Params:
 @pytest.fixture(scope="session")
 def carded_project(gated_project: Params) -> Params:
     from census_pipeline.card import card
+    from census_pipeline.tradeoff import tradeoff
 
+    tradeoff(gated_project)
     card(gated_project)
     return gated_project
 

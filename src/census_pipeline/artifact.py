@@ -11,7 +11,6 @@ module, so it depends on nothing beyond numpy, LightGBM, pydantic and the standa
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 from typing import Any, Literal
@@ -188,6 +187,8 @@ def read_metadata(metadata_file: Path) -> ModelMetadata:
         raw = json.loads(metadata_file.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ArtifactError(f"{metadata_file}: not found (run `census-pipeline train`)") from exc
+    except OSError as exc:
+        raise ArtifactError(f"{metadata_file}: cannot read the metadata ({exc.strerror})") from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"{metadata_file}: not valid JSON ({exc})") from exc
     try:
@@ -209,6 +210,8 @@ def load_model(model_file: Path, metadata_file: Path) -> tuple[lgb.Booster, Mode
         data = model_file.read_bytes()
     except FileNotFoundError as exc:
         raise ArtifactError(f"{model_file}: not found (run `census-pipeline train`)") from exc
+    except OSError as exc:  # a folder, no permission: one line, not a traceback
+        raise ArtifactError(f"{model_file}: cannot read the model file ({exc.strerror})") from exc
     digest = sha256_bytes(data)
     if digest != metadata.model_sha256:
         raise ArtifactError(
@@ -231,14 +234,16 @@ def load_model(model_file: Path, metadata_file: Path) -> tuple[lgb.Booster, Mode
 
 
 _SHAPE_KEYS = ("objective", "num_class", "num_tree_per_iteration", "max_feature_idx")
+_HEADER_ENDS = ("\nTree=", "\nend of trees", "\nparameters:")
 
 
 def model_shape(text: str, model_file: Path) -> ModelShape:
     """The shape LightGBM's text header declares (the key=value lines before the first tree)."""
     header: dict[str, str] = {}
-    for line in io.StringIO(text):
-        if line.startswith(("Tree=", "end of trees", "parameters:")):
-            break
+    # The header ends where the first tree (or, for a model without trees, the trailer) begins;
+    # only that prefix is scanned, not the megabytes of trees after it.
+    end = next((i for i in map(text.find, _HEADER_ENDS) if i >= 0), len(text))
+    for line in text[:end].splitlines():
         key, sep, value = line.partition("=")
         if sep and key.strip() in _SHAPE_KEYS:
             if key.strip() in header:

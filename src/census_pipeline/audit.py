@@ -28,7 +28,13 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
-from census_pipeline.config import FAIRNESS_PARITIES, PREDICTIONS_MODEL_KEY, AuditParams, Params
+from census_pipeline.config import (
+    FAIRNESS_PARITIES,
+    PREDICTIONS_MODEL_KEY,
+    AuditParams,
+    Params,
+    ParityPolicy,
+)
 from census_pipeline.errors import PipelineError
 from census_pipeline.files import (
     all_or_nothing,
@@ -100,6 +106,23 @@ def audit(params: Params) -> AuditResult:
         )
     log.info("audit: %d groups, %d figures", len(table), len(figures))
     return AuditResult(paths.audit_table, paths.audit_summary, tuple(figures), summary)
+
+
+def console_lines(
+    summary: dict[str, Any], policy: dict[str, ParityPolicy], mitigated: bool
+) -> list[str]:
+    """One line per parity saying whether it holds and whether the gate will enforce it, so a
+    reader knows before the gate runs which failures will block a blessing."""
+    lines = []
+    for parity, entry in summary["parities"].items():
+        rule = policy.get(parity)
+        role = "enforced by the gate" if rule and rule.applies(mitigated) else "reported only"
+        verdict = "holds" if entry["fair"] else f"fails for {', '.join(entry['unfair'])}"
+        lines.append(f"{parity} ({entry['name']}; {role}): {verdict}")
+    enforced = [p for p, r in policy.items() if r.applies(mitigated)]
+    model = "a mitigated model" if mitigated else "an unmitigated model"
+    lines.append(f"gate policy for {model}: enforces {', '.join(enforced) or 'no parity'}")
+    return lines
 
 
 def read_predictions(path: Path) -> pd.DataFrame:
@@ -382,7 +405,10 @@ def disparity_png(rows: pd.DataFrame, attribute: str, cfg: AuditParams) -> bytes
     """Disparities on a log2 axis drawn as a linear one (log-scale axes cost seconds to lay out)."""
     labels = rows["group"].tolist()[::-1]
     ys = np.arange(len(labels))
-    fig = new_figure(10, 1.3 + 0.5 * len(labels))
+    # Heights in inches, so panel titles keep their room whatever the number of groups (with
+    # one group, fractions of a short figure put each title on the panel above it).
+    panel, gap, top, bottom = 0.3 + 0.32 * len(labels), 0.5, 0.75, 0.45
+    fig = new_figure(10, top + bottom + 2 * panel + gap)
     axes = fig.subplots(2, 3, sharey=True, sharex=True)
     ticks = np.arange(-_LOG2_LIMIT, _LOG2_LIMIT + 1, 2)
     for ax, parity in zip(axes.flat, FAIRNESS_PARITIES, strict=True):
@@ -414,9 +440,9 @@ def disparity_png(rows: pd.DataFrame, attribute: str, cfg: AuditParams) -> bytes
     fig.subplots_adjust(
         left=0.03 + 0.0085 * longest,
         right=0.98,
-        top=1 - 0.75 / height,
-        bottom=0.45 / height,
+        top=1 - top / height,
+        bottom=bottom / height,
         wspace=0.1,
-        hspace=0.35,
+        hspace=gap / panel,
     )
     return png_bytes(fig)

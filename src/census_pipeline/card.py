@@ -22,7 +22,7 @@ import pandas as pd
 
 from census_pipeline.artifact import read_metadata
 from census_pipeline.audit import new_figure, png_bytes
-from census_pipeline.config import FAIRNESS_PARITIES, Params, PathsParams
+from census_pipeline.config import FAIRNESS_PARITIES, CardParams, Params, PathsParams
 from census_pipeline.errors import PipelineError
 from census_pipeline.files import (
     all_or_nothing,
@@ -66,6 +66,10 @@ class CardInputs:
     slices: pd.DataFrame
     curves: dict[str, pd.DataFrame]
     audit_figures: dict[str, bytes]
+    importance: pd.DataFrame
+    tradeoff: dict[str, Any]
+    tradeoff_figure: bytes
+    about: CardParams
 
 
 def card(params: Params) -> CardResult:
@@ -81,6 +85,7 @@ def card(params: Params) -> CardResult:
         key = signing_key_from_env()
         inputs = read_inputs(params)
         figures = draw_figures(inputs) | inputs.audit_figures
+        figures["tradeoff"] = inputs.tradeoff_figure
         context = card_context(inputs)
         folder = paths.card_figures_dir.relative_to(paths.card_dir).as_posix()
         markdown = render_markdown(context, {n: f"{folder}/{n}.png" for n in figures})
@@ -131,6 +136,10 @@ def read_inputs(params: Params) -> CardInputs:
         slices=read_slices(paths.slices),
         curves={name: _csv(paths.curve(name)) for name in ("roc", "pr", "calibration")},
         audit_figures=_audit_figures(audit, paths),
+        importance=_csv(paths.importance),
+        tradeoff=_object(paths.tradeoff_summary),
+        tradeoff_figure=_bytes(paths.tradeoff_figure, "census-pipeline tradeoff"),
+        about=params.card,
     )
     check_judged_inputs(verdict, paths)
     return inputs
@@ -168,6 +177,13 @@ def _object(path: Path) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise PipelineError(f"{path}: expected a JSON object")
     return value
+
+
+def _bytes(path: Path, producer: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError as exc:
+        raise PipelineError(f"{path}: not found (run `{producer}`)") from exc
 
 
 def _csv(path: Path) -> pd.DataFrame:
@@ -227,6 +243,7 @@ def draw_figures(inputs: CardInputs) -> dict[str, bytes]:
         "slices": _slices_png(
             inputs.slices, tuple(inputs.audit["attributes"]), metrics, confidence
         ),
+        "importance": _importance_png(inputs.importance),
     }
 
 
@@ -297,6 +314,21 @@ def _slices_png(
     return png_bytes(fig)
 
 
+def _importance_png(table: pd.DataFrame) -> bytes:
+    """Mean |SHAP value| per feature on the test set, largest on top."""
+    rows = table.sort_values("mean_abs_shap")
+    fig = new_figure(6.4, 1.0 + 0.3 * len(rows))
+    ax = fig.add_subplot()
+    ax.barh(rows["feature"], rows["mean_abs_shap"], color="#1c7ed6")
+    ax.set_title("Global feature importance: mean |SHAP value| on the test set", fontsize=10)
+    ax.set_xlabel("mean |contribution| to the log-odds of >50K", fontsize=9)
+    ax.tick_params(labelsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    longest = max((len(str(f)) for f in rows["feature"]), default=1)
+    fig.subplots_adjust(left=min(0.4, 0.03 + 0.013 * longest), right=0.97, top=0.9, bottom=0.12)
+    return png_bytes(fig)
+
+
 def _data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
@@ -332,7 +364,68 @@ def card_context(inputs: CardInputs) -> dict[str, Any]:
         "small_slices": int(inputs.slices["small"].astype(str).str.lower().eq("true").sum()),
         "verdict": inputs.verdict,
         "checks": inputs.verdict["checks"],
+        "about": inputs.about.model_dump(),
+        "importance": inputs.importance.to_dict("records"),
+        "mitigation": meta.get("mitigation") or {"method": "none"},
+        "tradeoff": _tradeoff(inputs.tradeoff),
+        "history": _history(meta, inputs.metrics, inputs.verdict),
     }
+
+
+def _tradeoff(summary: dict[str, Any]) -> dict[str, Any]:
+    """Rows for the trade-off table, and the configured method's cost against `none`."""
+    methods = summary["methods"]
+    # The JSON's keys are sorted; the table reads best from no mitigation to the reference.
+    order = sorted(methods, key=lambda m: (m not in summary["servable"], m != "none", m))
+    rows = [
+        {"method": method, "split": split, "servable": method in summary["servable"], **result}
+        for method in order
+        for split in ("validation", "test")
+        for result in [methods[method][split]]
+    ]
+    chosen, plain = methods[summary["configured"]]["test"], methods["none"]["test"]
+    cost = {k: chosen[k] - plain[k] for k in ("accuracy", "roc_auc", "f1")}
+    return {
+        **summary,
+        "rows": rows,
+        "cost": cost,
+        "test": {m: s["test"] for m, s in methods.items()},
+    }
+
+
+def _history(
+    meta: dict[str, Any], metrics: dict[str, Any], verdict: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """This model, then the promoted baseline it was compared with (if any)."""
+    mitigation = (meta.get("mitigation") or {}).get("method", "none")
+    rows = [
+        {
+            "version": meta["model_version"],
+            "date": meta["created_at"],
+            "what": f"this model (mitigation: {mitigation}; "
+            + ("blessed" if verdict["blessed"] else "not blessed")
+            + ")",
+            "roc_auc": metrics["roc_auc"],
+            "f1": metrics["f1"],
+        }
+    ]
+    baseline = verdict.get("baseline")
+    if baseline:
+        previous = {
+            c["name"].split(":", 1)[1]: c["detail"].get("baseline")
+            for c in verdict["checks"]
+            if c["kind"] == "change"
+        }
+        rows.append(
+            {
+                "version": baseline["model_version"],
+                "date": baseline["created_at"],
+                "what": "the promoted baseline (baseline/) this model's change checks compare with",
+                "roc_auc": previous.get("roc_auc"),
+                "f1": previous.get("f1"),
+            }
+        )
+    return rows
 
 
 def _tuning(tuning: dict[str, Any]) -> dict[str, Any]:
@@ -443,17 +536,46 @@ def render_markdown(context: dict[str, Any], figures: dict[str, str]) -> str:
 
     try:
         template = _environment(autoescape=False).get_template("model_card.md.j2")
-        return str(template.render(**context, figures=figures))
+        return insert_toc(str(template.render(**context, figures=figures)))
     except jinja2.UndefinedError as exc:
         raise PipelineError(f"model card: {exc.message} (an input artifact lacks it)") from exc
+
+
+TOC_MARKER: Final = "[[table of contents]]"
+
+
+def anchor(title: str) -> str:
+    """A heading's anchor as GitHub makes it (and as `render_html` sets it), so the table of
+    contents works both in the Markdown on a code host and in the HTML page."""
+    text = re.sub(r"[^\w\- ]", "", title.strip().lower())
+    return text.replace(" ", "-")
+
+
+def insert_toc(markdown: str) -> str:
+    """Replace the marker with links to every second-level section, whoever added it."""
+    titles = re.findall(r"^## (.+)$", markdown, flags=re.MULTILINE)
+    toc = "\n".join(f"- [{title}](#{anchor(title)})" for title in titles)
+    return markdown.replace(TOC_MARKER, toc)
 
 
 def render_html(markdown: str, title: str) -> str:
     from markdown_it import MarkdownIt
 
-    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown)
+    body = _heading_ids(MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown))
     template = _environment(autoescape=True).get_template("model_card.html.j2")
     return str(template.render(title=title, body=_markup(body)))
+
+
+def _heading_ids(html: str) -> str:
+    """Give h2/h3 the ids the table of contents links to (markdown-it adds none)."""
+    import html as html_lib
+
+    def with_id(match: re.Match[str]) -> str:
+        level, inner = match.group(1), match.group(2)
+        text = html_lib.unescape(re.sub(r"<[^>]+>", "", inner))
+        return f'<h{level} id="{anchor(text)}">{inner}</h{level}>'
+
+    return re.sub(r"<h([23])>(.*?)</h\1>", with_id, html)
 
 
 def _markup(html: str) -> Any:

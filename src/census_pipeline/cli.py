@@ -18,7 +18,8 @@ from census_pipeline.config import Params, load_params
 from census_pipeline.errors import PipelineError
 
 app = typer.Typer(
-    help="Census Income pipeline: ingest, validate, clean, train, evaluate, audit, gate, card.",
+    help="Census Income pipeline: ingest, validate, clean, train, evaluate, audit, tradeoff, "
+    "gate, card.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -173,6 +174,16 @@ def train(params: ParamsOption = None) -> None:
 
 @app.command()
 @_clear_errors
+def profile(params: ParamsOption = None) -> None:
+    """Save the reference profile the monitor compares live requests with (validation split)."""
+    from census_pipeline.profile import profile as run_profile
+
+    result = run_profile(_params(params))
+    typer.echo(f"reference profile of {result.rows} validation rows -> {result.path}")
+
+
+@app.command()
+@_clear_errors
 def evaluate(params: ParamsOption = None) -> None:
     """Score the official test set: metrics, curves, test predictions, slices with intervals."""
     from census_pipeline.evaluate import evaluate as run_evaluate
@@ -192,12 +203,84 @@ def evaluate(params: ParamsOption = None) -> None:
 @app.command()
 @_clear_errors
 def predict(
-    input_csv: Annotated[
-        Path, typer.Option("--input", help="CSV of records with the course's column names.")
+    source: Annotated[
+        str,
+        typer.Option(
+            "--input",
+            help="Census rows to score: a CSV (course or UCI layout, optionally .gz) or Parquet "
+            "file, a folder of them or a glob; a local path or any fsspec URL (s3://...).",
+        ),
     ],
-    output_csv: Annotated[
-        Path, typer.Option("--output", help="Where to write the records plus scores.")
+    output: Annotated[
+        str,
+        typer.Option(
+            "--output",
+            help="Folder to write (part files plus _summary.json), local or a URL; "
+            "created only when the whole run succeeds.",
+        ),
     ],
+    output_format: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="parquet or csv (default: csv when --output ends in .csv, else parquet).",
+        ),
+    ] = None,
+    quarantine: Annotated[
+        str | None,
+        typer.Option(
+            "--quarantine",
+            help="CSV listing invalid rows with file, row and reason "
+            "(default: <output>.quarantine.csv).",
+        ),
+    ] = None,
+    max_invalid_share: Annotated[
+        float | None,
+        typer.Option(
+            "--max-invalid-share",
+            min=0.0,
+            max=1.0,
+            help="Fail (exit 1) when more rows than this share are invalid "
+            "(default: data.max_quarantine_share in params.yaml).",
+        ),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            envvar="DASK_SCHEDULER_ADDRESS",
+            help="Address of an existing Dask scheduler (tcp://host:8786); "
+            "without it a local cluster is started.",
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", min=1, help="Local cluster: worker processes (default: cores)."),
+    ] = None,
+    threads_per_worker: Annotated[
+        int, typer.Option("--threads-per-worker", min=1, help="Local cluster: threads per worker.")
+    ] = 1,
+    blocksize: Annotated[
+        str,
+        typer.Option(
+            "--blocksize", help="Bytes per task (bounds each worker's memory), e.g. 32MiB."
+        ),
+    ] = "32MiB",
+    progress: Annotated[
+        bool | None,
+        typer.Option(
+            "--progress/--no-progress", help="Progress bar (default: when stdout is a terminal)."
+        ),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing output folder.")
+    ] = False,
+    allow_unblessed: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unblessed", help="Score with a model the gate did not bless (development)."
+        ),
+    ] = False,
     params: ParamsOption = None,
     model_dir: Annotated[
         Path | None,
@@ -206,16 +289,66 @@ def predict(
         ),
     ] = None,
 ) -> None:
-    """Batch-score a CSV with the verified model: adds `probability` and `prediction` columns."""
-    from census_pipeline.predict import Predictor, score_csv
+    """Batch-score census files on Dask with the blessed model (docs/batch.md).
 
-    folder = model_dir if model_dir is not None else _params(params).paths.model_dir
-    with Predictor.load(folder) as predictor:
-        rows = score_csv(predictor, input_csv, output_csv)
-        unknown = {k: v for k, v in predictor.unknown_category_counts.items() if v}
-    typer.echo(f"scored {rows} rows with model {predictor.metadata.model_version} -> {output_csv}")
-    if unknown:
-        typer.echo(f"unknown categories (scored as missing): {unknown}", err=True)
+    Adds `probability`, `label` and `model_version` to every valid row; invalid rows go to the
+    quarantine with their reason and are not scored.
+    """
+    import sys
+
+    from dask.utils import parse_bytes
+
+    from census_pipeline.batch import Engine, score
+
+    folder, share = _batch_defaults(params, model_dir, max_invalid_share)
+    result = score(
+        source,
+        output,
+        model_dir=folder,
+        output_format=output_format or ("csv" if output.endswith(".csv") else "parquet"),
+        quarantine=quarantine,
+        engine=Engine(
+            scheduler=scheduler,
+            workers=workers,
+            threads_per_worker=threads_per_worker,
+            progress=sys.stdout.isatty() if progress is None else progress,
+        ),
+        blocksize=_bytes(blocksize, parse_bytes),
+        max_invalid_share=share,
+        allow_unblessed=allow_unblessed,
+        overwrite=overwrite,
+        announce=typer.echo,
+    )
+    typer.echo(
+        f"scored {result.scored} rows, quarantined {result.quarantined}, "
+        f"{result.rows_per_second:,.0f} rows/s, model {result.model_version} -> {result.output}"
+    )
+    typer.echo(f"quarantine: {result.quarantine}")
+    if result.unknown_categories:
+        typer.echo(f"unknown categories (scored as missing): {result.unknown_categories}", err=True)
+
+
+def _batch_defaults(
+    params: Path | None, model_dir: Path | None, share: float | None
+) -> tuple[Path, float]:
+    """The model folder and invalid share, from params.yaml only when not given."""
+    if model_dir is not None and share is not None:
+        return model_dir, share
+    resolved = _params(params)
+    return (
+        model_dir if model_dir is not None else resolved.paths.model_dir,
+        share if share is not None else resolved.data.max_quarantine_share,
+    )
+
+
+def _bytes(text: str, parse: Callable[[str], int]) -> int:
+    try:
+        value = parse(text)
+    except ValueError:
+        raise PipelineError(f"--blocksize {text!r}: expected a size such as 32MiB") from None
+    if value < 1 << 16:
+        raise PipelineError(f"--blocksize {text!r}: expected at least 64KiB")
+    return value
 
 
 @app.command()
@@ -223,13 +356,47 @@ def predict(
 def audit(params: ParamsOption = None) -> None:
     """Bias audit of the test predictions: group metrics, disparities, fairness, figures."""
     from census_pipeline.audit import audit as run_audit
+    from census_pipeline.audit import console_lines
 
-    result = run_audit(_params(params))
-    for parity, entry in result.summary["parities"].items():
-        verdict = "holds" if entry["fair"] else f"fails for {', '.join(entry['unfair'])}"
-        typer.echo(f"{parity} ({entry['name']}): {verdict}")
+    resolved = _params(params)
+    result = run_audit(resolved)
+    for line in console_lines(result.summary, resolved.gate.fairness, _mitigated(resolved)):
+        typer.echo(line)
     typer.echo(f"table: {result.table}")
     typer.echo(f"summary: {result.summary_path}")
+
+
+def _mitigated(params: Params) -> bool:
+    """Whether the current model carries a mitigation (it switches the parities enforced)."""
+    from census_pipeline.artifact import ArtifactError, read_metadata
+
+    try:
+        return read_metadata(params.paths.model_metadata).mitigated
+    except ArtifactError:
+        return False
+
+
+@app.command()
+@_clear_errors
+def tradeoff(params: ParamsOption = None) -> None:
+    """Measure every fairness mitigation (validation, then test): accuracy, AUC, F1, parities.
+
+    Builds each method at the model's hyperparameters whatever `fairness.mitigation` is, and
+    writes reports/fairness/ (table, summary, disparity-vs-accuracy figure).
+    """
+    from census_pipeline.tradeoff import tradeoff as run_tradeoff
+
+    result = run_tradeoff(_params(params))
+    for method, splits in result.summary["methods"].items():
+        test = splits["test"]
+        fnr = {a: test["parities"][a]["fnr"]["disparity"] for a in ("sex", "race")}
+        worst = ", ".join(f"{a} {v:.2f}" if v is not None else f"{a} n/a" for a, v in fnr.items())
+        typer.echo(
+            f"{method}: test accuracy {test['accuracy']:.4f}, ROC AUC {test['roc_auc']:.4f}, "
+            f"F1 {test['f1']:.4f}; worst FNR disparity {worst}"
+        )
+    typer.echo(f"table: {result.table}")
+    typer.echo(f"figure: {result.figure}")
 
 
 @app.command()
@@ -296,6 +463,49 @@ def card(params: ParamsOption = None) -> None:
 
 @app.command()
 @_clear_errors
+def monitor(
+    params: ParamsOption = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            help="The prediction log (default: $CENSUS_API_DATABASE_URL, then monitor.database_url "
+            "in params.yaml, then the service's SQLite file logs/predictions.sqlite).",
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Window start: ISO 8601 time or 24h / 7d ago (default: monitor.window)."),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Window end: ISO 8601 time or a duration ago (default: now).")
+    ] = None,
+) -> None:
+    """Drift and live-quality report of the prediction log; exit 1 when an alert fires.
+
+    Compares the logged records of the window with the reference profile (`profile`), writes
+    reports/monitoring/report.json and report.html (docs/monitoring.md).
+    """
+    from census_pipeline.monitor import monitor as run_monitor
+
+    result = run_monitor(_params(params), database_url, since, until)
+    report = result.report
+    typer.echo(
+        f"{report['log']['rows']} logged records, {report['quality']['feedback_rows']} with "
+        f"feedback, {report['window']['since']} to {report['window']['until']}"
+    )
+    for warning in report["warnings"]:
+        typer.echo(f"warning: {warning}", err=True)
+    for alert in result.alerts:
+        typer.echo(f"ALERT {alert}", err=True)
+    typer.echo(f"report: {result.json_path}")
+    typer.echo(f"report: {result.html_path}")
+    if result.alerts:
+        raise typer.Exit(1)
+
+
+@app.command()
+@_clear_errors
 def promote(params: ParamsOption = None) -> None:
     """Copy the blessed model's metrics and verdict to the baseline folder for later gates."""
     from census_pipeline.gate import promote as run_promote
@@ -353,10 +563,9 @@ def serve(
     """
     import os
 
-    import uvicorn
     from pydantic import ValidationError
 
-    from census_pipeline.api import logs
+    from census_pipeline.api import logs, server
     from census_pipeline.api.loading import load_served_model
     from census_pipeline.api.settings import Settings
 
@@ -380,6 +589,5 @@ def serve(
     _metrics_folder()
     # Always, before uvicorn: its single worker would exit 3 with a traceback, several exit 0.
     load_served_model(settings).predictor.close()
-    uvicorn.run(
-        "census_pipeline.api.main:create_app", factory=True, host=host, port=port, workers=workers
-    )
+    # With the header cap, connection limit and shutdown timeout of the settings (docs/api.md).
+    server.run(settings, host=host, port=port, workers=workers)

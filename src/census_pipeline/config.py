@@ -112,6 +112,10 @@ class PathsParams(_Section):
         return self.evaluation_dir / "slices.csv"
 
     @property
+    def importance(self) -> Path:
+        return self.evaluation_dir / "importance.csv"
+
+    @property
     def slice_output(self) -> Path:
         return self.evaluation_dir / "slice_output.txt"
 
@@ -134,6 +138,39 @@ class PathsParams(_Section):
     @property
     def audit_figures_dir(self) -> Path:
         return self.audit_dir / "figures"
+
+    @property
+    def reference_profile(self) -> Path:
+        """The training data's profile the monitor compares live requests with (profile step)."""
+        return self.model_dir / "reference_profile.json"
+
+    @property
+    def monitoring_dir(self) -> Path:
+        return self.reports_dir / "monitoring"
+
+    @property
+    def monitoring_json(self) -> Path:
+        return self.monitoring_dir / "report.json"
+
+    @property
+    def monitoring_html(self) -> Path:
+        return self.monitoring_dir / "report.html"
+
+    @property
+    def fairness_dir(self) -> Path:
+        return self.reports_dir / "fairness"
+
+    @property
+    def tradeoff_table(self) -> Path:
+        return self.fairness_dir / "tradeoff.csv"
+
+    @property
+    def tradeoff_summary(self) -> Path:
+        return self.fairness_dir / "tradeoff.json"
+
+    @property
+    def tradeoff_figure(self) -> Path:
+        return self.fairness_dir / "figures" / "tradeoff.png"
 
     @property
     def card_dir(self) -> Path:
@@ -425,6 +462,19 @@ class GateParams(_Section):
         return self
 
 
+class CardParams(_Section):
+    """Owned by the card step: who stands behind the model and how to cite and reuse it."""
+
+    owner: str = Field("census-pipeline maintainers", min_length=1)
+    contact: str = Field("the project's issue tracker", min_length=1)
+    licence: str = Field("MIT (code and model); the data: CC BY 4.0 (UCI Adult)", min_length=1)
+    citation: str = Field(
+        "Becker, B. and Kohavi, R. (1996). Adult. UCI Machine Learning Repository. "
+        "https://doi.org/10.24432/C5XW20",
+        min_length=1,
+    )
+
+
 MITIGATIONS = ("none", "group_thresholds", "reweighing")
 Mitigation = Literal["none", "group_thresholds", "reweighing"]
 
@@ -460,6 +510,45 @@ class FairnessParams(_Section):
         return self
 
 
+class QualityBounds(_Section):
+    # Live quality alerts when even the optimistic end of a metric's bootstrap interval is this
+    # far below the model's own validation figure.
+    min_feedback: int = Field(200, ge=10)
+    max_drop: dict[str, float] = Field(default_factory=lambda: {"roc_auc": 0.05, "f1": 0.05})
+
+
+class MonitorParams(_Section):
+    """Owned by the profile step (the reference) and `census-pipeline monitor` (the report)."""
+
+    # Quantile bins per numeric feature in the reference profile (and for the scores).
+    profile_bins: int = Field(10, ge=2, le=100)
+    # The prediction log; null means the service's default, logs/predictions.sqlite beside the
+    # model folder. CENSUS_API_DATABASE_URL or --database-url take precedence.
+    database_url: str | None = None
+    # How far back the report looks by default: a number and a unit (h or d).
+    window: str = Field("7d", pattern=r"^\d+(\.\d+)?[hd]$")
+    psi_warn: float = Field(0.1, gt=0)
+    psi_alert: float = Field(0.25, gt=0)
+    # A PSI counts only when the feature's test (KS or chi-square) is significant at alpha.
+    alpha: float = Field(0.01, gt=0, lt=1)
+    # Fewer logged records in the window: drift is reported, never alerted on.
+    min_rows: int = Field(500, ge=1)
+    # Alert when a feature's share of missing values moves by more than this (absolute).
+    missing_share_alert: float = Field(0.05, gt=0, le=1)
+    slices: tuple[str, ...] = ("sex", "race")
+    quality: QualityBounds = QualityBounds()
+
+    @model_validator(mode="after")
+    def _bands_are_ordered(self) -> MonitorParams:
+        if self.psi_warn >= self.psi_alert:
+            raise ValueError("psi_warn must be below psi_alert")
+        from census_pipeline.schema import CATEGORICAL
+
+        if bad := [s for s in self.slices if s not in CATEGORICAL]:
+            raise ValueError(f"slices: {bad} are not among {CATEGORICAL}")
+        return self
+
+
 class Params(_Section):
     seed: int = 42
     paths: PathsParams = PathsParams()
@@ -468,7 +557,9 @@ class Params(_Section):
     evaluate: EvaluateParams = EvaluateParams()
     audit: AuditParams = AuditParams()
     gate: GateParams = GateParams()
+    monitor: MonitorParams = MonitorParams()
     fairness: FairnessParams = FairnessParams()
+    card: CardParams = CardParams()
 
 
 def with_pins(params: Params, pins: list[str]) -> Params:

@@ -51,6 +51,7 @@ def outputs(paths: PathsParams) -> list[Path]:
     return [
         *(paths.curve(name) for name in CURVES),
         paths.slices,
+        paths.importance,
         paths.slice_output,
         paths.test_predictions,
         paths.metrics,
@@ -76,6 +77,8 @@ def _evaluation(params: Params) -> tuple[dict[str, Any], pd.DataFrame, dict[Path
         test = read_clean_table(paths.clean_test)
         scored = predictor.predict_frame(test)
         meta = predictor.metadata
+        contributions = predictor.contributions_frame(test)
+        importance = feature_importance(predictor.feature_names, contributions)
     scores = scored.probabilities
     label = labels_of(test)
     # The predictor's labels: its group thresholds, when the model carries them.
@@ -93,6 +96,7 @@ def _evaluation(params: Params) -> tuple[dict[str, Any], pd.DataFrame, dict[Path
     ]
     files = curve_files(params, label, scores)
     files[paths.slices] = csv_bytes(table)
+    files[paths.importance] = csv_bytes(importance)
     files[paths.slice_output] = render_slice_output(table, heading, settings).encode("utf-8")
     files[paths.test_predictions] = predictions_bytes(
         test, label, scores, prediction, meta.model_sha256
@@ -118,6 +122,13 @@ def _evaluation(params: Params) -> tuple[dict[str, Any], pd.DataFrame, dict[Path
     }
     files[paths.evaluation_identity] = json_bytes(identity)
     return overall, table, files
+
+
+def feature_importance(names: list[str], contributions: NDArray[np.float64]) -> pd.DataFrame:
+    """Global importance: each feature's mean |SHAP value| (log-odds) over the test set."""
+    mean_abs = np.abs(contributions).mean(axis=0)
+    table = pd.DataFrame({"feature": names, "mean_abs_shap": mean_abs})
+    return table.sort_values("mean_abs_shap", ascending=False, kind="stable")
 
 
 def slice_settings(params: Params) -> SliceSettings:

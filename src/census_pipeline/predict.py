@@ -434,13 +434,23 @@ class Predictor:
         """
         row = np.empty((1, len(self.feature_names)), dtype=np.float64)
         self.encoder.encode_record(record, row[0])
-        values = np.asarray(self._booster.predict(row, pred_contrib=True))[0]
+        values = np.asarray(
+            self._booster.predict(row, pred_contrib=True, num_threads=self.num_threads)
+        )[0]
         return dict(zip(self.feature_names, (float(v) for v in values[:-1]), strict=True))
 
     def contributions_many(self, records: Sequence[Mapping[str, Any]]) -> NDArray[np.float64]:
         """`contributions_one` for a whole batch in one LightGBM call: one row per record, one
         column per feature (in `feature_names` order), without the baseline column."""
         matrix = self.encoder.encode_records(records)
+        if matrix.shape[0] == 0:
+            return np.empty((0, len(self.feature_names)), dtype=np.float64)
+        values = self._booster.predict(matrix, pred_contrib=True, num_threads=self.num_threads)
+        return np.asarray(values, dtype=np.float64)[:, :-1]
+
+    def contributions_frame(self, frame: pd.DataFrame) -> NDArray[np.float64]:
+        """`contributions_many` for a table (the evaluation's global feature importance)."""
+        matrix = self.encoder.encode_frame(frame)
         if matrix.shape[0] == 0:
             return np.empty((0, len(self.feature_names)), dtype=np.float64)
         values = self._booster.predict(matrix, pred_contrib=True, num_threads=self.num_threads)

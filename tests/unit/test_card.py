@@ -29,6 +29,7 @@ from census_pipeline.signing import (
 from census_pipeline.verdict import canonical_bytes
 
 SECTIONS = (
+    "**Contents**",
     "## Model details",
     "## Intended use",
     "## Factors",
@@ -36,10 +37,13 @@ SECTIONS = (
     "## Evaluation data",
     "## Metrics",
     "## Quantitative analyses",
+    "### Feature importance",
     "### Per slice",
     "### Intersectional",
     "## Ethical considerations",
+    "## Fairness mitigation",
     "## Caveats and recommendations",
+    "## Version history",
     "## Deployment gate verdict",
 )
 TABLE_ROWS = {
@@ -147,7 +151,8 @@ def test_html_is_one_self_contained_page(make: Callable[..., Params]) -> None:
     params = make()
     card(params)
     html = params.paths.model_card_html.read_text(encoding="utf-8")
-    assert html.count('<img src="data:image/png;base64,') == 7
+    # ROC, PR, calibration, slices, importance, three disparity plots, the trade-off.
+    assert html.count('<img src="data:image/png;base64,') == 9
     assert not re.search(r"<(script|link)\b|src=\"(?!data:)|url\(", html)
     assert "<style>" in html and "<table>" in html
     assert f"<td>{GOOD_METRICS['roc_auc']:.4f}</td>" in html
@@ -294,6 +299,52 @@ def test_the_metrics_section_states_both_accuracies(make: Callable[..., Params])
     m = GOOD_METRICS
     assert f"at this threshold ({m['accuracy']:.4f})" in text
     assert f"at 0.5 ({m['accuracy_at_half']:.4f})" in text
+
+
+def test_every_section_is_in_the_table_of_contents_and_its_links_land(
+    make: Callable[..., Params],
+) -> None:
+    params = make()
+    text = _text(params)
+    titles = re.findall(r"^## (.+)$", text, flags=re.MULTILINE)
+    links = re.findall(r"^- \[(.+?)\]\(#([\w-]+)\)$", text, flags=re.MULTILINE)
+    assert [title for title, _ in links] == titles and len(titles) >= 12
+    html = params.paths.model_card_html.read_text(encoding="utf-8")
+    for _, target in links:
+        assert html.count(f'href="#{target}"') == 1
+        assert html.count(f'id="{target}"') == 1
+
+
+def test_the_card_names_its_owner_licence_citation_contact_and_history(
+    make: Callable[..., Params],
+) -> None:
+    params = make()
+    text = _text(params)
+    about = params.card
+    for value in (about.owner, about.contact, about.licence, about.citation):
+        assert value.strip() in text
+    history = text[text.index("## Version history") : text.index("## Deployment gate verdict")]
+    assert read_json(params.paths.model_metadata)["model_version"] in history
+
+
+def test_the_trade_off_and_the_cost_of_a_mitigation_are_stated(
+    make: Callable[..., Params],
+) -> None:
+    from trust_samples import tradeoff_summary, write_tradeoff
+
+    params = make()
+    text = _text(params)
+    section = text[text.index("## Fairness mitigation") : text.index("## Caveats")]
+    assert "**No mitigation is applied.**" in section
+    assert "would be 1.05 for sex (now 1.30)" in section
+    for method in ("none", "reweighing", "group_thresholds", "threshold_optimizer (reference)"):
+        assert f"| {method} | test |" in section
+    write_tradeoff(params, configured="group_thresholds")
+    text = _text(params)
+    summary = tradeoff_summary("group_thresholds")["methods"]
+    drop = summary["group_thresholds"]["test"]["accuracy"] - summary["none"]["test"]["accuracy"]
+    assert f"accuracy {drop:+.4f}" not in text  # the model itself is unmitigated: no cost claimed
+    assert "![Global feature importance](figures/importance.png)" in text
 
 
 def test_card_says_where_the_training_data_came_from_and_how_it_shifted(

@@ -149,7 +149,8 @@ STAGE_NAMES = list(stages())
 
 
 def test_stages_follow_the_pipeline_order() -> None:
-    order = ["ingest", "validate", "clean", "train", "evaluate", "audit", "gate", "card"]
+    order = ["ingest", "validate", "clean", "train", "profile", "evaluate", "audit", "tradeoff"]
+    order += ["gate", "card"]
     assert [name for name in order if name in STAGE_NAMES] == STAGE_NAMES
     assert STAGE_NAMES[:3] == ["ingest", "validate", "clean"]
 

@@ -159,3 +159,22 @@ def test_the_gate_policy_switches_for_a_mitigated_model() -> None:
     assert not policy["fnr"].applies(mitigated=False) and policy["fnr"].applies(mitigated=True)
     assert policy["fdr"].applies(mitigated=False) and not policy["fdr"].applies(mitigated=True)
     assert not policy["fpr"].applies(mitigated=True)
+
+
+def test_the_audit_says_which_parities_the_gate_will_enforce() -> None:
+    from census_pipeline.audit import console_lines
+
+    summary = {
+        "parities": {
+            "fnr": {"name": "false negative rate", "fair": False, "unfair": ["sex=Female"]},
+            "fdr": {"name": "false discovery rate", "fair": True, "unfair": []},
+        }
+    }
+    policy = GateParams().fairness
+    plain = console_lines(summary, policy, mitigated=False)
+    assert plain[0] == "fnr (false negative rate; reported only): fails for sex=Female"
+    assert plain[1] == "fdr (false discovery rate; enforced by the gate): holds"
+    assert plain[-1] == "gate policy for an unmitigated model: enforces fdr"
+    mitigated = console_lines(summary, policy, mitigated=True)
+    assert mitigated[0].startswith("fnr (false negative rate; enforced by the gate)")
+    assert mitigated[-1] == "gate policy for a mitigated model: enforces fnr"

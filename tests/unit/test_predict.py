@@ -14,9 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from model_samples import records, synthetic_clean_table, tiny_project
-from typer.testing import CliRunner
 
-from census_pipeline.cli import app
 from census_pipeline.config import Params
 from census_pipeline.errors import PipelineError
 from census_pipeline.predict import Predictor, RecordError
@@ -202,40 +200,3 @@ def test_load_takes_the_model_folder(tiny: Params) -> None:
             tiny.paths.model_file, tiny.paths.model_metadata
         ).metadata.model_sha256
     )
-
-
-def _course_csv(table: pd.DataFrame, path: Path) -> None:
-    """The course's layout: a header, a space after each comma, "?" for missing."""
-    text = table.astype(object).where(table.notna(), "?").to_csv(index=False)
-    path.write_text(text.replace(",", ", "))
-
-
-def test_a_csv_is_scored_like_the_table(
-    tiny: Params, table: pd.DataFrame, predictor: Predictor, tmp_path: Path
-) -> None:
-    source, target = tmp_path / "in.csv", tmp_path / "out.csv"
-    _course_csv(table, source)
-    result = CliRunner().invoke(
-        app, ["predict", "--input", str(source), "--output", str(target),
-              "--model-dir", str(tiny.paths.model_dir)],
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
-    scored = pd.read_csv(target)
-    assert list(scored.columns) == [*table.columns, "probability", "prediction"]
-    expected = predictor.predict_frame(table)
-    np.testing.assert_allclose(scored["probability"], expected.probabilities, rtol=1e-15)
-    assert scored["prediction"].tolist() == expected.labels
-
-
-def test_a_csv_with_a_bad_value_is_one_clear_line(
-    tiny: Params, table: pd.DataFrame, tmp_path: Path
-) -> None:
-    source = tmp_path / "in.csv"
-    _course_csv(table.astype({"age": object}).assign(age="forty"), source)
-    result = CliRunner().invoke(
-        app, ["predict", "--input", str(source), "--output", str(tmp_path / "out.csv"),
-              "--model-dir", str(tiny.paths.model_dir)],
-    )  # fmt: skip
-    assert result.exit_code == 1
-    assert f"{source}: column 'age': expected numbers" in result.output
-    assert not (tmp_path / "out.csv").exists()
