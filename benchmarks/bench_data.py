@@ -35,7 +35,6 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
-
 from census_files import census_folder
 
 from census_pipeline.clean import clean

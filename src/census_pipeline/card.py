@@ -396,12 +396,12 @@ def _tradeoff(summary: dict[str, Any]) -> dict[str, Any]:
 def _history(
     meta: dict[str, Any], metrics: dict[str, Any], verdict: dict[str, Any]
 ) -> list[dict[str, Any]]:
-    """This model, then the promoted baseline it was compared with (if any)."""
+    """This model, then the promoted baseline it was compared with (if any). No dates: the card
+    is a pipeline output hashed in dvc.lock, so it must not change with the time it is built."""
     mitigation = (meta.get("mitigation") or {}).get("method", "none")
     rows = [
         {
             "version": meta["model_version"],
-            "date": meta["created_at"],
             "what": f"this model (mitigation: {mitigation}; "
             + ("blessed" if verdict["blessed"] else "not blessed")
             + ")",
@@ -419,7 +419,6 @@ def _history(
         rows.append(
             {
                 "version": baseline["model_version"],
-                "date": baseline["created_at"],
                 "what": "the promoted baseline (baseline/) this model's change checks compare with",
                 "roc_auc": previous.get("roc_auc"),
                 "f1": previous.get("f1"),
