@@ -151,9 +151,13 @@ class ModelMetadata(BaseModel):
         return self
 
 
-def model_version(model_sha256: str) -> str:
-    """Package version plus a short model digest: readable, and unique per model file."""
-    return f"{__version__}+{model_sha256[:12]}"
+def model_version(model_sha256: str, mitigation: str = "none") -> str:
+    """Package version plus a short model digest: readable, and unique per model file. A model
+    labelled by group thresholds shares its file with the unmitigated one, so the mitigation is
+    part of the version (`0.1.0+c906c70e1ada.group-thresholds`) and answers say which rule
+    labelled them."""
+    version = f"{__version__}+{model_sha256[:12]}"
+    return version if mitigation == "none" else f"{version}.{mitigation.replace('_', '-')}"
 
 
 def save_model(
@@ -173,7 +177,7 @@ def save_model(
         **fields,
         model_shape=shape,
         model_sha256=digest,
-        model_version=model_version(digest),
+        model_version=model_version(digest, (fields.get("mitigation") or {}).get("method", "none")),
         package_version=__version__,
         lightgbm_version=lgb.__version__,
     )
