@@ -11,7 +11,6 @@ module, so it depends on nothing beyond numpy, LightGBM, pydantic and the standa
 
 from __future__ import annotations
 
-import io
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -149,9 +148,13 @@ class ModelMetadata(BaseModel):
         return self
 
 
-def model_version(model_sha256: str) -> str:
-    """Package version plus a short model digest: readable, and unique per model file."""
-    return f"{__version__}+{model_sha256[:12]}"
+def model_version(model_sha256: str, mitigation: str = "none") -> str:
+    """Package version plus a short model digest: readable, and unique per model file. A model
+    labelled by group thresholds shares its file with the unmitigated one, so the mitigation is
+    part of the version (`0.1.0+c906c70e1ada.group-thresholds`) and answers say which rule
+    labelled them."""
+    version = f"{__version__}+{model_sha256[:12]}"
+    return version if mitigation == "none" else f"{version}.{mitigation.replace('_', '-')}"
 
 
 def save_model(
@@ -171,7 +174,7 @@ def save_model(
         **fields,
         model_shape=shape,
         model_sha256=digest,
-        model_version=model_version(digest),
+        model_version=model_version(digest, (fields.get("mitigation") or {}).get("method", "none")),
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         package_version=__version__,
         lightgbm_version=lgb.__version__,
@@ -186,6 +189,8 @@ def read_metadata(metadata_file: Path) -> ModelMetadata:
         raw = json.loads(metadata_file.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ArtifactError(f"{metadata_file}: not found (run `census-pipeline train`)") from exc
+    except OSError as exc:
+        raise ArtifactError(f"{metadata_file}: cannot read the metadata ({exc.strerror})") from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"{metadata_file}: not valid JSON ({exc})") from exc
     try:
@@ -207,6 +212,8 @@ def load_model(model_file: Path, metadata_file: Path) -> tuple[lgb.Booster, Mode
         data = model_file.read_bytes()
     except FileNotFoundError as exc:
         raise ArtifactError(f"{model_file}: not found (run `census-pipeline train`)") from exc
+    except OSError as exc:  # a folder, no permission: one line, not a traceback
+        raise ArtifactError(f"{model_file}: cannot read the model file ({exc.strerror})") from exc
     digest = sha256_bytes(data)
     if digest != metadata.model_sha256:
         raise ArtifactError(
@@ -229,14 +236,16 @@ def load_model(model_file: Path, metadata_file: Path) -> tuple[lgb.Booster, Mode
 
 
 _SHAPE_KEYS = ("objective", "num_class", "num_tree_per_iteration", "max_feature_idx")
+_HEADER_ENDS = ("\nTree=", "\nend of trees", "\nparameters:")
 
 
 def model_shape(text: str, model_file: Path) -> ModelShape:
     """The shape LightGBM's text header declares (the key=value lines before the first tree)."""
     header: dict[str, str] = {}
-    for line in io.StringIO(text):
-        if line.startswith(("Tree=", "end of trees", "parameters:")):
-            break
+    # The header ends where the first tree (or, for a model without trees, the trailer) begins;
+    # only that prefix is scanned, not the megabytes of trees after it.
+    end = next((i for i in map(text.find, _HEADER_ENDS) if i >= 0), len(text))
+    for line in text[:end].splitlines():
         key, sep, value = line.partition("=")
         if sep and key.strip() in _SHAPE_KEYS:
             if key.strip() in header:

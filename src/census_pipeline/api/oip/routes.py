@@ -45,6 +45,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": InferenceError, "description": "API key missing or wrong (when set)."},
     404: {"model": InferenceError, "description": "No such model or version."},
     413: {"model": InferenceError, "description": "Body or batch over the size limit."},
+    415: {"model": InferenceError, "description": "A compressed body (Content-Encoding)."},
     503: {"model": InferenceError, "description": "Model not loaded yet."},
 }
 
@@ -201,6 +202,13 @@ async def _infer(request: Request, model: ServedModel, name: str) -> Response:
     for key, value in request.scope["headers"]:
         if key == BINARY_HEADER:
             header_length = value.decode("latin-1")
+        elif key == b"content-encoding" and value.strip().lower() not in (b"", b"identity"):
+            # As on /predict: a compressed body would dodge the size limit once inflated.
+            raise tensors.InferenceFailure(
+                415,
+                f"Content-Encoding {value.decode('latin-1')!r} is not supported: "
+                "send the body uncompressed",
+            )
     body = await request.body()
     limit = _settings(request).max_batch_size
     track = tracker(request)
