@@ -16,6 +16,7 @@ ORDER = (
     "bench_data.py",
     "bench_train.py",
     "bench_predict.py",
+    "bench_mitigation.py",
     "bench_slices.py",
     "bench_trust.py",
     "bench_dvc.py",

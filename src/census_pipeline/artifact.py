@@ -148,9 +148,13 @@ class ModelMetadata(BaseModel):
         return self
 
 
-def model_version(model_sha256: str) -> str:
-    """Package version plus a short model digest: readable, and unique per model file."""
-    return f"{__version__}+{model_sha256[:12]}"
+def model_version(model_sha256: str, mitigation: str = "none") -> str:
+    """Package version plus a short model digest: readable, and unique per model file. A model
+    labelled by group thresholds shares its file with the unmitigated one, so the mitigation is
+    part of the version (`0.1.0+c906c70e1ada.group-thresholds`) and answers say which rule
+    labelled them."""
+    version = f"{__version__}+{model_sha256[:12]}"
+    return version if mitigation == "none" else f"{version}.{mitigation.replace('_', '-')}"
 
 
 def save_model(
@@ -170,7 +174,7 @@ def save_model(
         **fields,
         model_shape=shape,
         model_sha256=digest,
-        model_version=model_version(digest),
+        model_version=model_version(digest, (fields.get("mitigation") or {}).get("method", "none")),
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         package_version=__version__,
         lightgbm_version=lgb.__version__,
@@ -185,6 +189,8 @@ def read_metadata(metadata_file: Path) -> ModelMetadata:
         raw = json.loads(metadata_file.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ArtifactError(f"{metadata_file}: not found (run `census-pipeline train`)") from exc
+    except OSError as exc:
+        raise ArtifactError(f"{metadata_file}: cannot read the metadata ({exc.strerror})") from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"{metadata_file}: not valid JSON ({exc})") from exc
     try:
@@ -206,6 +212,8 @@ def load_model(model_file: Path, metadata_file: Path) -> tuple[lgb.Booster, Mode
         data = model_file.read_bytes()
     except FileNotFoundError as exc:
         raise ArtifactError(f"{model_file}: not found (run `census-pipeline train`)") from exc
+    except OSError as exc:  # a folder, no permission: one line, not a traceback
+        raise ArtifactError(f"{model_file}: cannot read the model file ({exc.strerror})") from exc
     digest = sha256_bytes(data)
     if digest != metadata.model_sha256:
         raise ArtifactError(

@@ -548,10 +548,9 @@ def serve(
     """
     import os
 
-    import uvicorn
     from pydantic import ValidationError
 
-    from census_pipeline.api import logs
+    from census_pipeline.api import logs, server
     from census_pipeline.api.loading import load_served_model
     from census_pipeline.api.settings import Settings
 
@@ -575,6 +574,5 @@ def serve(
     _metrics_folder()
     # Always, before uvicorn: its single worker would exit 3 with a traceback, several exit 0.
     load_served_model(settings).predictor.close()
-    uvicorn.run(
-        "census_pipeline.api.main:create_app", factory=True, host=host, port=port, workers=workers
-    )
+    # With the header cap, connection limit and shutdown timeout of the settings (docs/api.md).
+    server.run(settings, host=host, port=port, workers=workers)

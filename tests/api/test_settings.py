@@ -42,8 +42,19 @@ def test_values_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_p
 
 
 def test_an_empty_variable_means_unset(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CENSUS_API_API_KEY", "")
-    assert Settings().api_key is None
+    monkeypatch.setenv("CENSUS_API_MAX_BATCH_SIZE", "")
+    assert Settings().max_batch_size == Settings.model_fields["max_batch_size"].default
+
+
+@pytest.mark.parametrize("value", ["", "   "])
+def test_an_empty_api_key_refuses_to_start(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    # An empty key is a secret that did not arrive: serving openly would be silent.
+    monkeypatch.setenv("census_api_api_key", value)
+    with pytest.raises(ValidationError, match="CENSUS_API_API_KEY is set but empty"):
+        Settings()
+    monkeypatch.delenv("census_api_api_key")
+    with pytest.raises(ValidationError, match="set but empty"):
+        Settings(api_key=value)
 
 
 @pytest.mark.parametrize(

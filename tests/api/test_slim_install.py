@@ -32,7 +32,8 @@ import uvicorn
 
 def run(app, **options):
     loaded = sorted({name.partition(".")[0] for name in set(sys.modules) - before})
-    print(json.dumps({"app": app, "options": options, "loaded": loaded}))
+    named = lambda thing: f"{thing.__module__}:{thing.__qualname__}"  # the protocol class
+    print(json.dumps({"app": app, "options": options, "loaded": loaded}, default=named))
 
 uvicorn.run = run
 from census_pipeline.cli import app
@@ -77,6 +78,11 @@ def test_cli_serve_checks_the_model_without_the_pipeline_stack(slim_project: Pat
     call = json.loads(result.stdout.strip().splitlines()[-1])
     assert call["app"] == "census_pipeline.api.main:create_app"
     assert call["options"]["port"] == 8123 and call["options"]["workers"] == 2
+    # The bounds on clients (docs/api.md), from the settings' defaults.
+    assert call["options"]["http"] == "census_pipeline.api.server:HeaderCappedHttpToolsProtocol"
+    assert call["options"]["h11_max_incomplete_event_size"] == 16 * 1024
+    assert call["options"]["limit_concurrency"] == 256
+    assert call["options"]["timeout_graceful_shutdown"] == 10
     assert not HEAVY & set(call["loaded"]), call["loaded"]
 
 

@@ -50,10 +50,14 @@ class ServedModel:
     def version(self) -> str:
         return self.info.model_version
 
-    def predict_one(self, record: dict[str, Any], explain: bool = False) -> dict[str, Any]:
-        """`record` as validated by `body.RECORD`: hyphenated keys, values in their domains."""
+    def predict_one(
+        self, record: dict[str, Any], explanation: list[dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
+        """`record` as validated by `body.RECORD`: hyphenated keys, values in their domains.
+
+        `explanation` is `explain_one`'s answer, computed apart (the service runs it off the
+        event loop, in its explain pool)."""
         one = self.predictor.predict_one(record)
-        explanation = self._explain(record) if explain else None
         return self._prediction(one.probability, one.label, one.threshold, explanation)
 
     def predict_many(
@@ -93,7 +97,8 @@ class ServedModel:
             answer["explanation"] = explanation
         return answer
 
-    def _explain(self, record: dict[str, Any]) -> list[dict[str, Any]]:
+    def explain_one(self, record: dict[str, Any]) -> list[dict[str, Any]]:
+        """The top contributions to one record's score: milliseconds of CPU, so not inline."""
         return self._top(record, self.predictor.contributions_one(record).items())
 
     @staticmethod
