@@ -22,6 +22,7 @@ ORDER = (
     "bench_dvc.py",
     "bench_api.py",
     "bench_batch.py",
+    "bench_setup.py",
 )
 
 

@@ -36,6 +36,8 @@ class PathsParams(_Section):
     model_dir: Path = Path("models")
     reports_dir: Path = Path("reports")
     baseline_dir: Path = Path("baseline")
+    # What the service serves: written only by `census-pipeline publish`, never by a stage.
+    serving_dir: Path = Path("serving")
 
     def resolved(self, root: Path) -> PathsParams:
         fields = {name: value for name, value in self if isinstance(value, Path)}
@@ -93,7 +95,13 @@ class PathsParams(_Section):
 
     @property
     def metrics(self) -> Path:
+        """Numbers only, so `dvc metrics show/diff` and `dvc exp show` stay readable."""
         return self.evaluation_dir / "metrics.json"
+
+    @property
+    def evaluation_identity(self) -> Path:
+        """What was evaluated: the model, the settings and the digests of the files written."""
+        return self.evaluation_dir / "identity.json"
 
     @property
     def test_predictions(self) -> Path:
@@ -179,6 +187,11 @@ class PathsParams(_Section):
     @property
     def model_card_html(self) -> Path:
         return self.card_dir / "model_card.html"
+
+    @property
+    def published_card(self) -> Path:
+        """The card `census-pipeline publish` copies beside the served model."""
+        return self.serving_dir / "model_card.html"
 
 
 SHA256_PATTERN = r"^[0-9a-fA-F]{64}$"
