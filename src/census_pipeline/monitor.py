@@ -353,9 +353,9 @@ def prediction_drift(
     """The scores' PSI and KS against the validation split's, and the positive rate."""
     ref = reference["scores"]
     mini = {"numeric": {SCORE: ref}, "categorical": {}}
-    current = build_profile(
-        pd.DataFrame({SCORE: summary.scores}), reference=mini, label=None
-    )["numeric"][SCORE]
+    current = build_profile(pd.DataFrame({SCORE: summary.scores}), reference=mini, label=None)[
+        "numeric"
+    ][SCORE]
     expected = [*ref["shares"], ref["missing_share"]]
     actual = [*current["shares"], current["missing_share"]]
     value = psi(expected, actual)
