@@ -35,6 +35,7 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
+from census_files import census_folder
 
 from census_pipeline.clean import clean
 from census_pipeline.config import Params, load_params
@@ -205,10 +206,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     source = args.source_dir or default_source()
     if source is None:
-        parser.error(
-            f"give --source-dir or set {SOURCE_DIR_ENV} to the folder with census.csv and "
-            "adult.test (or run `make pipeline` first)"
-        )
+        # Neither given nor beside the repository: fetched once through the download chain.
+        scratch = tempfile.TemporaryDirectory(prefix="bench-data-files-")
+        source = census_folder(None, Path(scratch.name))
     source = source.resolve()
     ok = real_files(source, args.runs)
     if args.rows > 0:

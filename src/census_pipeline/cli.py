@@ -533,6 +533,21 @@ def _metrics_folder() -> None:
 
 @app.command()
 @_clear_errors
+def publish(params: ParamsOption = None) -> None:
+    """Copy the blessed model, its verdict and card to the folder the service serves.
+
+    Only a model the service would accept is published (checked on the copies), and the
+    published folder is replaced whole, so a failed experiment never leaves the service
+    without a model to start with.
+    """
+    from census_pipeline.publish import publish as run_publish
+
+    done = run_publish(_params(params))
+    typer.echo(f"published model {done.model_version} -> {done.folder}")
+
+
+@app.command()
+@_clear_errors
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
@@ -541,17 +556,16 @@ def serve(
 ) -> None:
     """Serve the blessed model over HTTP (FastAPI); settings from CENSUS_API_* variables.
 
-    Without CENSUS_API_MODEL_DIR the model and card come from this project's `paths`
-    (docs/api.md). The model is checked before the server starts, so a refusal exits 1 with its
-    one-line reason whatever the worker count (uvicorn alone exits 3 with a traceback for one
-    worker, 0 for several).
+    Without CENSUS_API_MODEL_DIR the model and card come from this project's published folder
+    (`paths.serving_dir`, written by `census-pipeline publish`; docs/api.md). The model is
+    checked before the server starts, so a refusal exits 1 with its one-line reason whatever
+    the worker count (uvicorn alone exits 3 with a traceback for one worker, 0 for several).
     """
     import os
 
-    import uvicorn
     from pydantic import ValidationError
 
-    from census_pipeline.api import logs
+    from census_pipeline.api import logs, server
     from census_pipeline.api.loading import load_served_model
     from census_pipeline.api.settings import Settings
 
@@ -561,8 +575,8 @@ def serve(
     if "CENSUS_API_MODEL_DIR" not in os.environ:
         paths = _params(params).paths
         # Through the environment, so every worker process sees the same folders.
-        os.environ["CENSUS_API_MODEL_DIR"] = str(paths.model_dir)
-        os.environ.setdefault("CENSUS_API_MODEL_CARD_PATH", str(paths.model_card_html))
+        os.environ["CENSUS_API_MODEL_DIR"] = str(paths.serving_dir)
+        os.environ.setdefault("CENSUS_API_MODEL_CARD_PATH", str(paths.published_card))
     try:
         settings = Settings()
     except ValidationError as exc:
@@ -575,6 +589,5 @@ def serve(
     _metrics_folder()
     # Always, before uvicorn: its single worker would exit 3 with a traceback, several exit 0.
     load_served_model(settings).predictor.close()
-    uvicorn.run(
-        "census_pipeline.api.main:create_app", factory=True, host=host, port=port, workers=workers
-    )
+    # With the header cap, connection limit and shutdown timeout of the settings (docs/api.md).
+    server.run(settings, host=host, port=port, workers=workers)

@@ -34,7 +34,9 @@ router = APIRouter(
     responses={
         401: {"model": ErrorResponse, "description": "API key missing or wrong (when set)."},
         404: {"model": ErrorResponse, "description": "(one item) No logged record has this id."},
+        408: {"model": ErrorResponse, "description": "Body not received within the deadline."},
         413: {"model": ErrorResponse, "description": "Body or list over the size limit."},
+        415: {"model": ErrorResponse, "description": "Body is not JSON, or is compressed."},
         422: {"model": ErrorResponse, "description": "A field is missing, unknown or invalid."},
         503: {"model": ErrorResponse, "description": "The log's database is unavailable."},
     },
