@@ -12,7 +12,6 @@ module, so it depends on nothing beyond numpy, LightGBM, pydantic and the standa
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -100,12 +99,17 @@ class ModelShape(BaseModel):
 
 
 class ModelMetadata(BaseModel):
-    """Everything needed to score with, trust and trace a model file."""
+    """Everything needed to score with, trust and trace a model file.
+
+    Nothing here depends on when or where training ran (no timestamp, host, path or commit):
+    the same data and params give byte-identical metadata, so DVC sees an unchanged output and
+    a retrain on the same data reruns nothing downstream. When a model was published is
+    recorded by `census-pipeline publish`, outside the pipeline's outputs.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     model_version: str
-    created_at: str
     feature_names: list[str]
     categorical_features: list[str]
     # Feature -> vocabulary; a value's position is the integer code the model was trained on.
@@ -121,7 +125,6 @@ class ModelMetadata(BaseModel):
     model_sha256: str
     package_version: str
     lightgbm_version: str
-    git_commit: str | None
     validation_metrics: dict[str, float]
     tuning: dict[str, Any]
     # Absent in models trained before mitigations existed: they are unmitigated.
@@ -148,9 +151,13 @@ class ModelMetadata(BaseModel):
         return self
 
 
-def model_version(model_sha256: str) -> str:
-    """Package version plus a short model digest: readable, and unique per model file."""
-    return f"{__version__}+{model_sha256[:12]}"
+def model_version(model_sha256: str, mitigation: str = "none") -> str:
+    """Package version plus a short model digest: readable, and unique per model file. A model
+    labelled by group thresholds shares its file with the unmitigated one, so the mitigation is
+    part of the version (`0.1.0+c906c70e1ada.group-thresholds`) and answers say which rule
+    labelled them."""
+    version = f"{__version__}+{model_sha256[:12]}"
+    return version if mitigation == "none" else f"{version}.{mitigation.replace('_', '-')}"
 
 
 def save_model(
@@ -170,8 +177,7 @@ def save_model(
         **fields,
         model_shape=shape,
         model_sha256=digest,
-        model_version=model_version(digest),
-        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        model_version=model_version(digest, (fields.get("mitigation") or {}).get("method", "none")),
         package_version=__version__,
         lightgbm_version=lgb.__version__,
     )
