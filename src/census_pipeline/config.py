@@ -36,6 +36,8 @@ class PathsParams(_Section):
     model_dir: Path = Path("models")
     reports_dir: Path = Path("reports")
     baseline_dir: Path = Path("baseline")
+    # What the service serves: written only by `census-pipeline publish`, never by a stage.
+    serving_dir: Path = Path("serving")
 
     def resolved(self, root: Path) -> PathsParams:
         fields = {name: value for name, value in self if isinstance(value, Path)}
@@ -93,7 +95,13 @@ class PathsParams(_Section):
 
     @property
     def metrics(self) -> Path:
+        """Numbers only, so `dvc metrics show/diff` and `dvc exp show` stay readable."""
         return self.evaluation_dir / "metrics.json"
+
+    @property
+    def evaluation_identity(self) -> Path:
+        """What was evaluated: the model, the settings and the digests of the files written."""
+        return self.evaluation_dir / "identity.json"
 
     @property
     def test_predictions(self) -> Path:
@@ -179,6 +187,11 @@ class PathsParams(_Section):
     @property
     def model_card_html(self) -> Path:
         return self.card_dir / "model_card.html"
+
+    @property
+    def published_card(self) -> Path:
+        """The card `census-pipeline publish` copies beside the served model."""
+        return self.serving_dir / "model_card.html"
 
 
 SHA256_PATTERN = r"^[0-9a-fA-F]{64}$"
@@ -520,6 +533,8 @@ class MonitorParams(_Section):
     alpha: float = Field(0.01, gt=0, lt=1)
     # Fewer logged records in the window: drift is reported, never alerted on.
     min_rows: int = Field(500, ge=1)
+    # Drift is computed on a uniform sample of about this many of the window's records.
+    max_rows: int = Field(100_000, ge=1_000)
     # Alert when a feature's share of missing values moves by more than this (absolute).
     missing_share_alert: float = Field(0.05, gt=0, le=1)
     slices: tuple[str, ...] = ("sex", "race")
