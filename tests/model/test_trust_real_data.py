@@ -139,6 +139,7 @@ def test_card_slice_rows_match_the_slices_table(carded_project: Params) -> None:
 
 def test_card_html_is_self_contained(carded_project: Params) -> None:
     html = carded_project.paths.model_card_html.read_text(encoding="utf-8")
-    assert html.count('src="data:image/png;base64,') == 7
+    # ROC, PR, calibration, slices, importance, three disparity plots, the mitigation trade-off.
+    assert html.count('src="data:image/png;base64,') == 9
     assert not re.search(r"<(script|link)\b|src=\"(?!data:)", html)
     assert len(html) < 1_500_000
