@@ -16,11 +16,14 @@ ORDER = (
     "bench_data.py",
     "bench_train.py",
     "bench_predict.py",
+    "bench_mitigation.py",
     "bench_slices.py",
     "bench_trust.py",
     "bench_dvc.py",
     "bench_api.py",
+    "bench_oip.py",
     "bench_batch.py",
+    "bench_setup.py",
 )
 
 

@@ -11,9 +11,7 @@ module, so it depends on nothing beyond numpy, LightGBM, pydantic and the standa
 
 from __future__ import annotations
 
-import io
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -101,12 +99,17 @@ class ModelShape(BaseModel):
 
 
 class ModelMetadata(BaseModel):
-    """Everything needed to score with, trust and trace a model file."""
+    """Everything needed to score with, trust and trace a model file.
+
+    Nothing here depends on when or where training ran (no timestamp, host, path or commit):
+    the same data and params give byte-identical metadata, so DVC sees an unchanged output and
+    a retrain on the same data reruns nothing downstream. When a model was published is
+    recorded by `census-pipeline publish`, outside the pipeline's outputs.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     model_version: str
-    created_at: str
     feature_names: list[str]
     categorical_features: list[str]
     # Feature -> vocabulary; a value's position is the integer code the model was trained on.
@@ -122,7 +125,6 @@ class ModelMetadata(BaseModel):
     model_sha256: str
     package_version: str
     lightgbm_version: str
-    git_commit: str | None
     validation_metrics: dict[str, float]
     tuning: dict[str, Any]
     # Absent in models trained before mitigations existed: they are unmitigated.
@@ -149,9 +151,13 @@ class ModelMetadata(BaseModel):
         return self
 
 
-def model_version(model_sha256: str) -> str:
-    """Package version plus a short model digest: readable, and unique per model file."""
-    return f"{__version__}+{model_sha256[:12]}"
+def model_version(model_sha256: str, mitigation: str = "none") -> str:
+    """Package version plus a short model digest: readable, and unique per model file. A model
+    labelled by group thresholds shares its file with the unmitigated one, so the mitigation is
+    part of the version (`0.1.0+c906c70e1ada.group-thresholds`) and answers say which rule
+    labelled them."""
+    version = f"{__version__}+{model_sha256[:12]}"
+    return version if mitigation == "none" else f"{version}.{mitigation.replace('_', '-')}"
 
 
 def save_model(
@@ -171,8 +177,7 @@ def save_model(
         **fields,
         model_shape=shape,
         model_sha256=digest,
-        model_version=model_version(digest),
-        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        model_version=model_version(digest, (fields.get("mitigation") or {}).get("method", "none")),
         package_version=__version__,
         lightgbm_version=lgb.__version__,
     )
@@ -186,6 +191,8 @@ def read_metadata(metadata_file: Path) -> ModelMetadata:
         raw = json.loads(metadata_file.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ArtifactError(f"{metadata_file}: not found (run `census-pipeline train`)") from exc
+    except OSError as exc:
+        raise ArtifactError(f"{metadata_file}: cannot read the metadata ({exc.strerror})") from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"{metadata_file}: not valid JSON ({exc})") from exc
     try:
@@ -207,6 +214,8 @@ def load_model(model_file: Path, metadata_file: Path) -> tuple[lgb.Booster, Mode
         data = model_file.read_bytes()
     except FileNotFoundError as exc:
         raise ArtifactError(f"{model_file}: not found (run `census-pipeline train`)") from exc
+    except OSError as exc:  # a folder, no permission: one line, not a traceback
+        raise ArtifactError(f"{model_file}: cannot read the model file ({exc.strerror})") from exc
     digest = sha256_bytes(data)
     if digest != metadata.model_sha256:
         raise ArtifactError(
@@ -229,14 +238,16 @@ def load_model(model_file: Path, metadata_file: Path) -> tuple[lgb.Booster, Mode
 
 
 _SHAPE_KEYS = ("objective", "num_class", "num_tree_per_iteration", "max_feature_idx")
+_HEADER_ENDS = ("\nTree=", "\nend of trees", "\nparameters:")
 
 
 def model_shape(text: str, model_file: Path) -> ModelShape:
     """The shape LightGBM's text header declares (the key=value lines before the first tree)."""
     header: dict[str, str] = {}
-    for line in io.StringIO(text):
-        if line.startswith(("Tree=", "end of trees", "parameters:")):
-            break
+    # The header ends where the first tree (or, for a model without trees, the trailer) begins;
+    # only that prefix is scanned, not the megabytes of trees after it.
+    end = next((i for i in map(text.find, _HEADER_ENDS) if i >= 0), len(text))
+    for line in text[:end].splitlines():
         key, sep, value = line.partition("=")
         if sep and key.strip() in _SHAPE_KEYS:
             if key.strip() in header:

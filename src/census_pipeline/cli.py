@@ -174,6 +174,16 @@ def train(params: ParamsOption = None) -> None:
 
 @app.command()
 @_clear_errors
+def profile(params: ParamsOption = None) -> None:
+    """Save the reference profile the monitor compares live requests with (validation split)."""
+    from census_pipeline.profile import profile as run_profile
+
+    result = run_profile(_params(params))
+    typer.echo(f"reference profile of {result.rows} validation rows -> {result.path}")
+
+
+@app.command()
+@_clear_errors
 def evaluate(params: ParamsOption = None) -> None:
     """Score the official test set: metrics, curves, test predictions, slices with intervals."""
     from census_pipeline.evaluate import evaluate as run_evaluate
@@ -453,6 +463,49 @@ def card(params: ParamsOption = None) -> None:
 
 @app.command()
 @_clear_errors
+def monitor(
+    params: ParamsOption = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            help="The prediction log (default: $CENSUS_API_DATABASE_URL, then monitor.database_url "
+            "in params.yaml, then the service's SQLite file logs/predictions.sqlite).",
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Window start: ISO 8601 time or 24h / 7d ago (default: monitor.window)."),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Window end: ISO 8601 time or a duration ago (default: now).")
+    ] = None,
+) -> None:
+    """Drift and live-quality report of the prediction log; exit 1 when an alert fires.
+
+    Compares the logged records of the window with the reference profile (`profile`), writes
+    reports/monitoring/report.json and report.html (docs/monitoring.md).
+    """
+    from census_pipeline.monitor import monitor as run_monitor
+
+    result = run_monitor(_params(params), database_url, since, until)
+    report = result.report
+    typer.echo(
+        f"{report['log']['rows']} logged records, {report['quality']['feedback_rows']} with "
+        f"feedback, {report['window']['since']} to {report['window']['until']}"
+    )
+    for warning in report["warnings"]:
+        typer.echo(f"warning: {warning}", err=True)
+    for alert in result.alerts:
+        typer.echo(f"ALERT {alert}", err=True)
+    typer.echo(f"report: {result.json_path}")
+    typer.echo(f"report: {result.html_path}")
+    if result.alerts:
+        raise typer.Exit(1)
+
+
+@app.command()
+@_clear_errors
 def promote(params: ParamsOption = None) -> None:
     """Copy the blessed model's metrics and verdict to the baseline folder for later gates."""
     from census_pipeline.gate import promote as run_promote
@@ -480,6 +533,21 @@ def _metrics_folder() -> None:
 
 @app.command()
 @_clear_errors
+def publish(params: ParamsOption = None) -> None:
+    """Copy the blessed model, its verdict and card to the folder the service serves.
+
+    Only a model the service would accept is published (checked on the copies), and the
+    published folder is replaced whole, so a failed experiment never leaves the service
+    without a model to start with.
+    """
+    from census_pipeline.publish import publish as run_publish
+
+    done = run_publish(_params(params))
+    typer.echo(f"published model {done.model_version} -> {done.folder}")
+
+
+@app.command()
+@_clear_errors
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
@@ -488,17 +556,16 @@ def serve(
 ) -> None:
     """Serve the blessed model over HTTP (FastAPI); settings from CENSUS_API_* variables.
 
-    Without CENSUS_API_MODEL_DIR the model and card come from this project's `paths`
-    (docs/api.md). The model is checked before the server starts, so a refusal exits 1 with its
-    one-line reason whatever the worker count (uvicorn alone exits 3 with a traceback for one
-    worker, 0 for several).
+    Without CENSUS_API_MODEL_DIR the model and card come from this project's published folder
+    (`paths.serving_dir`, written by `census-pipeline publish`; docs/api.md). The model is
+    checked before the server starts, so a refusal exits 1 with its one-line reason whatever
+    the worker count (uvicorn alone exits 3 with a traceback for one worker, 0 for several).
     """
     import os
 
-    import uvicorn
     from pydantic import ValidationError
 
-    from census_pipeline.api import logs
+    from census_pipeline.api import logs, server
     from census_pipeline.api.loading import load_served_model
     from census_pipeline.api.settings import Settings
 
@@ -508,8 +575,8 @@ def serve(
     if "CENSUS_API_MODEL_DIR" not in os.environ:
         paths = _params(params).paths
         # Through the environment, so every worker process sees the same folders.
-        os.environ["CENSUS_API_MODEL_DIR"] = str(paths.model_dir)
-        os.environ.setdefault("CENSUS_API_MODEL_CARD_PATH", str(paths.model_card_html))
+        os.environ["CENSUS_API_MODEL_DIR"] = str(paths.serving_dir)
+        os.environ.setdefault("CENSUS_API_MODEL_CARD_PATH", str(paths.published_card))
     try:
         settings = Settings()
     except ValidationError as exc:
@@ -522,6 +589,5 @@ def serve(
     _metrics_folder()
     # Always, before uvicorn: its single worker would exit 3 with a traceback, several exit 0.
     load_served_model(settings).predictor.close()
-    uvicorn.run(
-        "census_pipeline.api.main:create_app", factory=True, host=host, port=port, workers=workers
-    )
+    # With the header cap, connection limit and shutdown timeout of the settings (docs/api.md).
+    server.run(settings, host=host, port=port, workers=workers)

@@ -36,6 +36,8 @@ class PathsParams(_Section):
     model_dir: Path = Path("models")
     reports_dir: Path = Path("reports")
     baseline_dir: Path = Path("baseline")
+    # What the service serves: written only by `census-pipeline publish`, never by a stage.
+    serving_dir: Path = Path("serving")
 
     def resolved(self, root: Path) -> PathsParams:
         fields = {name: value for name, value in self if isinstance(value, Path)}
@@ -93,7 +95,13 @@ class PathsParams(_Section):
 
     @property
     def metrics(self) -> Path:
+        """Numbers only, so `dvc metrics show/diff` and `dvc exp show` stay readable."""
         return self.evaluation_dir / "metrics.json"
+
+    @property
+    def evaluation_identity(self) -> Path:
+        """What was evaluated: the model, the settings and the digests of the files written."""
+        return self.evaluation_dir / "identity.json"
 
     @property
     def test_predictions(self) -> Path:
@@ -132,6 +140,23 @@ class PathsParams(_Section):
         return self.audit_dir / "figures"
 
     @property
+    def reference_profile(self) -> Path:
+        """The training data's profile the monitor compares live requests with (profile step)."""
+        return self.model_dir / "reference_profile.json"
+
+    @property
+    def monitoring_dir(self) -> Path:
+        return self.reports_dir / "monitoring"
+
+    @property
+    def monitoring_json(self) -> Path:
+        return self.monitoring_dir / "report.json"
+
+    @property
+    def monitoring_html(self) -> Path:
+        return self.monitoring_dir / "report.html"
+
+    @property
     def fairness_dir(self) -> Path:
         return self.reports_dir / "fairness"
 
@@ -162,6 +187,11 @@ class PathsParams(_Section):
     @property
     def model_card_html(self) -> Path:
         return self.card_dir / "model_card.html"
+
+    @property
+    def published_card(self) -> Path:
+        """The card `census-pipeline publish` copies beside the served model."""
+        return self.serving_dir / "model_card.html"
 
 
 SHA256_PATTERN = r"^[0-9a-fA-F]{64}$"
@@ -480,6 +510,47 @@ class FairnessParams(_Section):
         return self
 
 
+class QualityBounds(_Section):
+    # Live quality alerts when even the optimistic end of a metric's bootstrap interval is this
+    # far below the model's own validation figure.
+    min_feedback: int = Field(200, ge=10)
+    max_drop: dict[str, float] = Field(default_factory=lambda: {"roc_auc": 0.05, "f1": 0.05})
+
+
+class MonitorParams(_Section):
+    """Owned by the profile step (the reference) and `census-pipeline monitor` (the report)."""
+
+    # Quantile bins per numeric feature in the reference profile (and for the scores).
+    profile_bins: int = Field(10, ge=2, le=100)
+    # The prediction log; null means the service's default, logs/predictions.sqlite beside the
+    # model folder. CENSUS_API_DATABASE_URL or --database-url take precedence.
+    database_url: str | None = None
+    # How far back the report looks by default: a number and a unit (h or d).
+    window: str = Field("7d", pattern=r"^\d+(\.\d+)?[hd]$")
+    psi_warn: float = Field(0.1, gt=0)
+    psi_alert: float = Field(0.25, gt=0)
+    # A PSI counts only when the feature's test (KS or chi-square) is significant at alpha.
+    alpha: float = Field(0.01, gt=0, lt=1)
+    # Fewer logged records in the window: drift is reported, never alerted on.
+    min_rows: int = Field(500, ge=1)
+    # Drift is computed on a uniform sample of about this many of the window's records.
+    max_rows: int = Field(100_000, ge=1_000)
+    # Alert when a feature's share of missing values moves by more than this (absolute).
+    missing_share_alert: float = Field(0.05, gt=0, le=1)
+    slices: tuple[str, ...] = ("sex", "race")
+    quality: QualityBounds = QualityBounds()
+
+    @model_validator(mode="after")
+    def _bands_are_ordered(self) -> MonitorParams:
+        if self.psi_warn >= self.psi_alert:
+            raise ValueError("psi_warn must be below psi_alert")
+        from census_pipeline.schema import CATEGORICAL
+
+        if bad := [s for s in self.slices if s not in CATEGORICAL]:
+            raise ValueError(f"slices: {bad} are not among {CATEGORICAL}")
+        return self
+
+
 class Params(_Section):
     seed: int = 42
     paths: PathsParams = PathsParams()
@@ -488,6 +559,7 @@ class Params(_Section):
     evaluate: EvaluateParams = EvaluateParams()
     audit: AuditParams = AuditParams()
     gate: GateParams = GateParams()
+    monitor: MonitorParams = MonitorParams()
     fairness: FairnessParams = FairnessParams()
     card: CardParams = CardParams()
 

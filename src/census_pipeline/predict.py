@@ -434,7 +434,9 @@ class Predictor:
         """
         row = np.empty((1, len(self.feature_names)), dtype=np.float64)
         self.encoder.encode_record(record, row[0])
-        values = np.asarray(self._booster.predict(row, pred_contrib=True))[0]
+        values = np.asarray(
+            self._booster.predict(row, pred_contrib=True, num_threads=self.num_threads)
+        )[0]
         return dict(zip(self.feature_names, (float(v) for v in values[:-1]), strict=True))
 
     def contributions_many(self, records: Sequence[Mapping[str, Any]]) -> NDArray[np.float64]:

@@ -72,9 +72,10 @@ def slice_counts(
 
 
 def bootstrap_intervals(
-    counts: NDArray[np.int64], settings: SliceSettings
+    counts: NDArray[np.int64], settings: SliceSettings, metrics: Sequence[str] = SLICE_METRICS
 ) -> dict[str, tuple[NDArray[np.float64], NDArray[np.float64]]]:
-    """Percentile intervals of each metric for every slice (rows of tn, fp, fn, tp counts)."""
+    """Percentile intervals of each of `metrics` (names from `metrics.rates`) for every slice
+    (rows of tn, fp, fn, tp counts)."""
     rng = np.random.default_rng(settings.seed)
     n = counts.sum(axis=1)
     draws = rng.multinomial(n, counts / n[:, None], size=(settings.resamples, len(n)))
@@ -84,7 +85,7 @@ def bootstrap_intervals(
     with warnings.catch_warnings():
         # A metric undefined in every resample (e.g. recall of a slice with no positives).
         warnings.simplefilter("ignore", RuntimeWarning)
-        for metric in SLICE_METRICS:
+        for metric in metrics:
             low, high = np.nanpercentile(resampled[metric], [tail, 100 - tail], axis=0)
             intervals[metric] = (low, high)
     return intervals

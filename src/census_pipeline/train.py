@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -211,7 +210,7 @@ def metadata_fields(
     validation_set: tuple[NDArray[np.int64], NDArray[np.float64]],
     n_fit: int,
 ) -> dict[str, Any]:
-    """The metadata the train step knows (save_model adds the digest, version and dates)."""
+    """The metadata the train step knows (save_model adds the digest and versions)."""
     settings = params.train
     best = candidates[chosen]
     validation_labels, validation_scores = validation_set
@@ -226,7 +225,6 @@ def metadata_fields(
         "params": {**base, **best.overrides, "num_trees": best.best_iteration},
         "num_trees": best.best_iteration,
         "train_data_sha256": sha256_file(params.paths.clean_train),
-        "git_commit": git_commit(),
         "validation_metrics": metrics.summary(
             validation_labels, validation_scores, threshold, settings.fbeta_beta
         ),
@@ -276,20 +274,3 @@ def exclusion_reason(excluded: tuple[str, ...]) -> str | None:
         if excluded == ("fnlgt",)
         else "set in params.yaml (train.exclude_features)"
     )
-
-
-def git_commit() -> str | None:
-    """The code's commit, when the package runs from a git checkout; provenance, not a check."""
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    commit = done.stdout.strip()
-    return commit if done.returncode == 0 and commit else None

@@ -64,6 +64,8 @@ class SplitCheck:
 
     @cached_property
     def valid(self) -> pd.DataFrame:
+        if self.failures.empty:
+            return self.table.frame  # no copy of a million rows to drop nothing
         return self.table.frame.drop(index=pd.Index(self.failures["row"].unique()))
 
 

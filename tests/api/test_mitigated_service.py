@@ -1,5 +1,6 @@
 """A model mitigated with group thresholds, trained on the real data, answers identically through
-`/predict`, `/predict/batch`, the Predictor and CSV batch scoring (`census-pipeline predict`).
+`/predict`, `/predict/batch`, the Predictor and batch scoring on Dask (`batch.score`, what
+`census-pipeline predict` runs) as well as the Predictor's CSV helper.
 
 The mitigated model labels each record at its group's threshold, so every path must look at the
 record's sex and race the same way; the test rows cover every race x sex group, missing values
@@ -18,6 +19,7 @@ import pytest
 from conftest import make_project
 from fastapi.testclient import TestClient
 
+from census_pipeline.batch import Engine, score
 from census_pipeline.config import Params
 from census_pipeline.predict import Predictor, score_csv
 from census_pipeline.schema import FEATURES
@@ -85,6 +87,16 @@ def test_every_path_gives_the_same_labels_and_thresholds(
     assert labels == direct.labels == scored["prediction"].tolist()
     assert [a["threshold"] for a in single] == direct.thresholds.tolist()
     assert [a["probability"] for a in single] == pytest.approx(scored["probability"].tolist())
+    # Batch scoring on a (one-worker) Dask cluster, from Parquet: the same labels, bit-equal
+    # probabilities.
+    frame.to_parquet(tmp_path / "rows.parquet")
+    score(
+        str(tmp_path / "rows.parquet"), str(tmp_path / "batch"), model_dir=mitigated_dir,
+        engine=Engine(workers=1),
+    )  # fmt: skip
+    batch_scored = pd.read_parquet(tmp_path / "batch")
+    assert batch_scored["label"].astype(str).tolist() == labels
+    assert batch_scored["probability"].tolist() == [a["probability"] for a in single]
     # The groups really are labelled at different thresholds.
     assert len({a["threshold"] for a in single}) >= 4
 

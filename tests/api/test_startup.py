@@ -157,3 +157,31 @@ def test_allow_unblessed_still_refuses_metadata_the_predictor_rejects(
     _edit_metadata(model_copy, model_sha256="0" * 64)
     bless(model_copy, blessed=False)
     assert "does not match" in _refusal(model_copy, caplog, allow_unblessed=True)
+
+
+@pytest.mark.parametrize("name", ["model.txt", "model.json"])
+def test_a_folder_where_a_model_file_should_be_is_one_clear_line(
+    model_copy: Path, caplog: pytest.LogCaptureFixture, name: str
+) -> None:
+    (model_copy / name).unlink()
+    (model_copy / name).mkdir()
+    message = _refusal(model_copy, caplog)
+    assert name in message and "cannot read" in message
+
+
+def test_cli_serve_refuses_a_model_folder_in_one_line(
+    model_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from census_pipeline.cli import app
+
+    (model_copy / "model.txt").unlink()
+    (model_copy / "model.txt").mkdir()
+    monkeypatch.setenv("CENSUS_API_MODEL_DIR", str(model_copy))
+    monkeypatch.setenv("CENSUS_API_MODEL_CARD_PATH", str(model_copy / "model_card.html"))
+    result = CliRunner().invoke(app, ["serve", "--port", "1"])
+    assert result.exit_code == 1
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("error: ") and "model.txt: cannot read the model file" in line
+    assert "Traceback" not in result.output

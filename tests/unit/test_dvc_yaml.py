@@ -149,15 +149,16 @@ STAGE_NAMES = list(stages())
 
 
 def test_stages_follow_the_pipeline_order() -> None:
-    order = ["ingest", "validate", "clean", "train", "evaluate", "audit", "tradeoff", "gate"]
-    order.append("card")
+    order = ["ingest", "validate", "clean", "train", "profile", "evaluate", "audit", "tradeoff"]
+    order += ["gate", "card"]
     assert [name for name in order if name in STAGE_NAMES] == STAGE_NAMES
     assert STAGE_NAMES[:3] == ["ingest", "validate", "clean"]
 
 
 @pytest.mark.parametrize("name", STAGE_NAMES)
 def test_stage_runs_its_cli_command_on_this_repos_params(name: str) -> None:
-    assert stages()[name]["cmd"] == f"census-pipeline {name} --params params.yaml"
+    # The project's own environment, by a path relative to the repository: no PATH needed.
+    assert stages()[name]["cmd"] == f".venv/bin/census-pipeline {name} --params params.yaml"
     assert name in typer.main.get_command(app).commands  # type: ignore[attr-defined]
 
 

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from model_samples import records, synthetic_clean_table, tiny_project
 
+from census_pipeline import __version__
 from census_pipeline.artifact import GroupThresholds, read_metadata
 from census_pipeline.config import FairnessParams, GateParams
 from census_pipeline.mitigate import (
@@ -122,6 +123,9 @@ def test_a_grouped_model_labels_each_record_at_its_groups_threshold(
 ) -> None:
     metadata = read_metadata(grouped / "model.json")
     assert metadata.mitigated and metadata.mitigation is not None
+    # Same model file as without the mitigation, so the version must say which rule labels.
+    version = f"{__version__}+{metadata.model_sha256[:12]}.group-thresholds"
+    assert metadata.model_version == version
     fitted = metadata.mitigation.group_thresholds
     assert fitted is not None and fitted.thresholds["race x sex"]
     with Predictor.load(grouped) as predictor:
@@ -151,6 +155,8 @@ def test_reweighing_trains_another_deterministic_model(tmp_path: Path) -> None:
     assert first.mitigation is not None and first.mitigation.weights
     assert first.mitigation.group_thresholds is None
     assert plain.mitigation is not None and plain.mitigation.method == "none"
+    assert first.model_version.endswith(".reweighing")
+    assert plain.model_version == f"{__version__}+{plain.model_sha256[:12]}"
     assert not plain.mitigated
 
 

@@ -10,6 +10,8 @@ about 4 ms instead of 14 ms. Errors become FastAPI's `RequestValidationError`, l
 
 from __future__ import annotations
 
+import json
+import re
 from types import GenericAlias
 from typing import Annotated, Any, cast
 
@@ -41,23 +43,105 @@ def _adapters() -> tuple[TypeAdapter[dict[str, Any]], TypeAdapter[list[dict[str,
 RECORD, RECORDS = _adapters()
 
 
+# Every field of a record is required and no other is allowed, so a valid record has exactly
+# this many keys; one written twice shows as more key occurrences than that.
+KEYS_PER_RECORD = len(CensusRecord.model_fields)
+# The end of an object key: a closing quote, optional JSON whitespace, a colon.
+_KEY_END = re.compile(rb'"[ \t\r\n]*:')
+
+
 def parse(adapter: TypeAdapter[Any], body: bytes) -> Any:
     """Validate JSON bytes; a client mistake becomes a 422 naming `body.<field>`."""
     try:
-        return adapter.validate_json(body)
+        parsed = adapter.validate_json(body)
     except ValidationError as exc:
         errors = [
             {**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)
         ]
         raise RequestValidationError(errors) from None
+    _no_duplicate_keys(body, len(parsed) if isinstance(parsed, list) else 1)
+    return parsed
+
+
+def _no_duplicate_keys(body: bytes, records: int) -> None:
+    """Refuse a record that names a field twice (JSON parsers silently keep the last value).
+
+    Checked after validation, when it is cheap and exact: every key is then a field name and
+    every string value a census category, so neither contains a quote or a colon, and each
+    `"<whitespace>:` in the body ends a key. A valid body has exactly `KEYS_PER_RECORD` of them
+    per record; counting them costs a fraction of a millisecond for 1,000 records, where
+    re-parsing the body to see its keys would cost more than validating it. Only a body that
+    fails the count is parsed again, to name the key.
+    """
+    expected = KEYS_PER_RECORD * records
+    if body.count(b'":') == expected or len(_KEY_END.findall(body)) == expected:
+        return
+    try:
+        json.loads(body, object_pairs_hook=_refuse_repeats)
+    except _RepeatedKey as repeat:
+        where: tuple[str | int, ...] = ("body", repeat.key)
+        if records > 1 or body.lstrip()[:1] == b"[":
+            where = ("body", _record_index(body, repeat.key), repeat.key)
+        raise RequestValidationError(
+            [
+                {
+                    "loc": where,
+                    "msg": f"{repeat.spellings}: give each field once",
+                    "type": "duplicate_key",
+                }
+            ]
+        ) from None
+
+
+class _RepeatedKey(ValueError):
+    def __init__(self, key: str, spellings: str) -> None:
+        super().__init__(key)
+        self.key = key
+        self.spellings = spellings
+
+
+def _refuse_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # The underscore spelling of a hyphenated field is the same field.
+    seen: dict[str, str] = {}
+    for key, _ in pairs:
+        field = key.replace("_", "-")
+        if field in seen:
+            first = seen[field]
+            twice = f"{key!r} appears twice" if first == key else f"given as {first!r} and {key!r}"
+            raise _RepeatedKey(field, twice)
+        seen[field] = key
+    return dict(pairs)
+
+
+def _record_index(body: bytes, key: str) -> int:
+    """Which record of a batch repeats `key` (the error path only). Parsed dicts have lost the
+    repeat, so each record's raw text is checked: in a validated flat array of flat objects no
+    string holds a brace, so each `{...}` is one record."""
+    for index, chunk in enumerate(re.findall(rb"\{[^{}]*\}", body)):
+        try:
+            json.loads(chunk, object_pairs_hook=_refuse_repeats)
+        except _RepeatedKey as repeat:
+            if repeat.key == key:
+                return index
+    return 0
 
 
 async def read_json_body(request: Request) -> bytes:
-    """The body, when it is declared JSON (415 otherwise). Called by the routes, so after the
-    API key check; the size guard (`middleware.RequestGuard`) has run before."""
+    """The body, when it is declared JSON and sent uncompressed (415 otherwise). Called by the
+    routes, so after the API key check; the body guard (`middleware.RequestGuard`) has run
+    before."""
+    json_declared = False
     for key, value in request.scope["headers"]:
-        if key == b"content-type" and is_json(bytes(value)):
-            return await request.body()
+        if key == b"content-type":
+            json_declared = is_json(bytes(value))
+        elif key == b"content-encoding" and bytes(value).strip().lower() not in (b"", b"identity"):
+            raise HTTPException(
+                status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+                f"Content-Encoding {bytes(value).decode('latin-1')!r} is not supported: "
+                "send the body uncompressed",
+            )
+    if json_declared:
+        return await request.body()
     raise HTTPException(
         status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
         "request body must be JSON: send the header Content-Type: application/json",

@@ -50,10 +50,14 @@ class ServedModel:
     def version(self) -> str:
         return self.info.model_version
 
-    def predict_one(self, record: dict[str, Any], explain: bool = False) -> dict[str, Any]:
-        """`record` as validated by `body.RECORD`: hyphenated keys, values in their domains."""
+    def predict_one(
+        self, record: dict[str, Any], explanation: list[dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
+        """`record` as validated by `body.RECORD`: hyphenated keys, values in their domains.
+
+        `explanation` is `explain_one`'s answer, computed apart (the service runs it off the
+        event loop, in its explain pool)."""
         one = self.predictor.predict_one(record)
-        explanation = self._explain(record) if explain else None
         return self._prediction(one.probability, one.label, one.threshold, explanation)
 
     def predict_many(
@@ -93,7 +97,8 @@ class ServedModel:
             answer["explanation"] = explanation
         return answer
 
-    def _explain(self, record: dict[str, Any]) -> list[dict[str, Any]]:
+    def explain_one(self, record: dict[str, Any]) -> list[dict[str, Any]]:
+        """The top contributions to one record's score: milliseconds of CPU, so not inline."""
         return self._top(record, self.predictor.contributions_one(record).items())
 
     @staticmethod
@@ -111,8 +116,9 @@ def load_served_model(settings: Settings) -> ServedModel:
     """The model the shared trust check (`census_pipeline.trust`) lets this service use."""
     if not settings.model_dir.is_dir():
         raise PipelineError(
-            f"{settings.model_dir}: model folder not found: run `census-pipeline train` (and "
-            "`gate`), or set CENSUS_API_MODEL_DIR to the folder holding model.txt and model.json"
+            f"{settings.model_dir}: model folder not found: run the pipeline and `census-pipeline "
+            "publish` (`make run` does both), or set CENSUS_API_MODEL_DIR to the folder holding "
+            "model.txt and model.json"
         )
     try:
         trusted = load_trusted_model(settings.model_dir, allow_unblessed=settings.allow_unblessed)
@@ -129,7 +135,6 @@ def load_served_model(settings: Settings) -> ServedModel:
         model_sha256=metadata.model_sha256,
         metadata_sha256=trusted.metadata_sha256,
         train_data_sha256=metadata.train_data_sha256,
-        created_at=metadata.created_at,
         num_trees=metadata.num_trees,
         threshold=metadata.threshold,
         features=list(metadata.feature_names),
@@ -164,11 +169,11 @@ def _log_trust(trusted: TrustedModel) -> None:
             "the gate's checks failed but a person blessed the model: %s",
             trusted.verdict.override.reason,
         )
-    if trusted.signed:
-        signature = trusted.verdict.signature if trusted.verdict else None
-        logger.info("the verdict is signed by key %s", signature.key_id if signature else "?")
-    else:
+    signature = trusted.verdict.signature if trusted.verdict else None
+    if trusted.verify_keys is None:
         logger.warning(UNSIGNED_WARNING)
+    elif trusted.signed and signature is not None:
+        logger.info("the verdict is signed by key %s, which is configured", signature.key_id)
 
 
 def _reported(verdict: Verdict | None) -> GateVerdict | None:

@@ -18,10 +18,11 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi.routing import APIRoute
 
 from census_pipeline import __version__
-from census_pipeline.api import handlers, logs
+from census_pipeline.api import docs_pages, handlers, logs
 from census_pipeline.api.deps import require_api_key
+from census_pipeline.api.lifecycle import drain_on_sigterm, explain_pool
 from census_pipeline.api.loading import ServedModel, load_served_model
-from census_pipeline.api.middleware import RequestGuard
+from census_pipeline.api.middleware import BodyLimits, RequestGuard
 from census_pipeline.api.oip import routes as oip
 from census_pipeline.api.routes import (
     bench,
@@ -33,7 +34,7 @@ from census_pipeline.api.routes import (
     predict,
     root,
 )
-from census_pipeline.api.schemas import CensusRecord
+from census_pipeline.api.schemas import CensusRecord, FeedbackItem
 from census_pipeline.api.settings import Settings
 from census_pipeline.api.telemetry import RequestMetrics, Telemetry
 from census_pipeline.api.tracking import Tracker
@@ -67,20 +68,41 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=_lifespan,
+        # Served by docs_pages from the install's own files instead of a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.model = None
-    body_routes, all_routes = _include_routers(app, settings)
+    app.state.draining = False
+    app.state.explain_pool = None
+    all_routes = _include_routers(app, settings)
     _document_record_schema(app)
+    docs_pages.install(app)
     handlers.install(app)
-    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes, paths=body_routes)
+    # `app.routes` is read when the middleware stack is built, at start-up: every router
+    # included by then has its body routes guarded.
+    app.add_middleware(RequestGuard, routes=app.routes, limits=_body_limits(settings))
     app.state.telemetry = Telemetry(all_routes)
     app.add_middleware(RequestMetrics, telemetry=app.state.telemetry)
     return app
 
 
-def _include_routers(app: FastAPI, settings: Settings) -> tuple[list[str], list[str]]:
-    """Wire the routers; answer the paths whose POST takes a body (the size guard's), and all
+def _body_limits(settings: Settings) -> BodyLimits:
+    """Single-record routes get a limit of kilobytes; every other body route the batch one."""
+    record_routes = ["/predict", "/bench/bare"]
+    return BodyLimits(
+        default_bytes=settings.max_body_bytes,
+        timeout_s=settings.body_timeout_s,
+        per_path=dict.fromkeys(record_routes, settings.max_record_body_bytes),
+        settings=dict.fromkeys(record_routes, "CENSUS_API_MAX_RECORD_BODY_BYTES"),
+        default_setting="CENSUS_API_MAX_BODY_BYTES",
+        error_keys=dict.fromkeys(oip.body_paths(), oip.ERROR_KEY),
+    )
+
+
+def _include_routers(app: FastAPI, settings: Settings) -> list[str]:
+    """Wire the routers, the prediction routes behind the API key when one is set; answer all
     paths (the metrics' route label: any other path counts as "other")."""
     # With no key configured the check is left out entirely rather than run as a no-op.
     guarded = [Depends(require_api_key)] if settings.api_key is not None else []
@@ -96,9 +118,7 @@ def _include_routers(app: FastAPI, settings: Settings) -> tuple[list[str], list[
         with_bodies.append(bench.router)
     for router in with_bodies:
         app.include_router(router, dependencies=guarded)
-    routes = _routes(plain + with_bodies)
-    with_body = [r.path for r in _routes(with_bodies) if "POST" in (r.methods or ())]
-    return with_body, [route.path for route in routes]
+    return [route.path for route in _routes(plain + with_bodies)]
 
 
 def _routes(routers: list[APIRouter]) -> list[APIRoute]:
@@ -106,8 +126,9 @@ def _routes(routers: list[APIRouter]) -> list[APIRoute]:
 
 
 def _document_record_schema(app: FastAPI) -> None:
-    """Publish `CensusRecord` (and the OIP inference request) under components: the routes
-    refer to them but parse bodies themselves (see `body.py`), so FastAPI does not add them."""
+    """Publish `CensusRecord`, `FeedbackItem` (and the OIP inference request) under components:
+    the routes refer to them but parse bodies themselves (see `body.py`), so FastAPI does not
+    add them."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -115,6 +136,9 @@ def _document_record_schema(app: FastAPI) -> None:
             schema = generate()
             schemas = schema.setdefault("components", {}).setdefault("schemas", {})
             schemas["CensusRecord"] = CensusRecord.model_json_schema()
+            # POST /feedback's body refers to it the same way (found by schemathesis: the
+            # dangling reference left the body ungeneratable).
+            schemas["FeedbackItem"] = FeedbackItem.model_json_schema()
             schemas.update(oip.component_schemas())
             app.openapi_schema = schema
         return app.openapi_schema
@@ -132,6 +156,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         logger.critical("refusing to start: %s", exc)
         raise StartupRefused(str(exc)) from None
     app.state.model = served
+    app.state.explain_pool = explain_pool(settings.explain_concurrency)
+    drain_on_sigterm(app, settings.drain_s)
     _start_monitoring(app, settings, served)
     # Everything loaded so far (frameworks, model, schemas) lives as long as the process. Moving
     # it out of the collector's reach keeps full collections from scanning it again and again:
@@ -146,6 +172,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
     _stop_monitoring(app)
     app.state.model = None
+    app.state.explain_pool.shutdown(wait=True, cancel_futures=True)
     served.predictor.close()
 
 

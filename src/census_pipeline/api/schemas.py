@@ -8,9 +8,9 @@ course's hyphenated column names; the underscore spellings are accepted as well.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 
 from census_pipeline.schema import CATEGORY_DOMAINS, NUMERIC_RANGES
 
@@ -66,9 +66,24 @@ def _names(column: str) -> dict[str, Any]:
     }
 
 
+def _whole_number(value: Any) -> Any:
+    """A JSON number with no fractional part (`79.0`, `7.9e1`) as the integer it is.
+
+    OpenAPI's `type: integer` is JSON Schema's, under which 79.0 *is* an integer: refusing it
+    made the published schema and the validator disagree (schemathesis found it). Everything
+    else goes on to the strict check unchanged, so `79.5`, `"79"` and `true` stay type errors.
+    """
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return value
+
+
+WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
+
+
 def _number(column: str) -> Any:
     low, high = NUMERIC_RANGES[column]
-    # strict: "40" or 40.0 or true is a client mistake, not something to guess about.
+    # strict: "40" or 40.5 or true is a client mistake, not something to guess about.
     return Field(
         ge=low, le=high, strict=True, description=f"Integer in [{low}, {high}].", **_names(column)
     )
@@ -88,19 +103,19 @@ class CensusRecord(BaseModel):
         json_schema_extra={"examples": [EXAMPLE_RECORD]},
     )
 
-    age: int = _number("age")
+    age: WholeNumber = _number("age")
     workclass: Workclass | None = _category("workclass", nullable=True)
-    fnlgt: int = _number("fnlgt")
+    fnlgt: WholeNumber = _number("fnlgt")
     education: Education = _category("education")
-    education_num: int = _number("education-num")
+    education_num: WholeNumber = _number("education-num")
     marital_status: MaritalStatus = _category("marital-status")
     occupation: Occupation | None = _category("occupation", nullable=True)
     relationship: Relationship = _category("relationship")
     race: Race = _category("race")
     sex: Sex = _category("sex")
-    capital_gain: int = _number("capital-gain")
-    capital_loss: int = _number("capital-loss")
-    hours_per_week: int = _number("hours-per-week")
+    capital_gain: WholeNumber = _number("capital-gain")
+    capital_loss: WholeNumber = _number("capital-loss")
+    hours_per_week: WholeNumber = _number("hours-per-week")
     native_country: NativeCountry | None = _category("native-country", nullable=True)
 
 
@@ -238,7 +253,6 @@ class ModelInfo(BaseModel):
     model_sha256: str
     metadata_sha256: str
     train_data_sha256: str
-    created_at: str
     num_trees: int
     threshold: float
     features: list[str]

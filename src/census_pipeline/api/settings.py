@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "CENSUS_API_"
 MIN_API_KEY_LENGTH = 16
+API_KEY_VARIABLE = f"{ENV_PREFIX}API_KEY"
 
 # src/census_pipeline/api/settings.py -> the repository root of an editable or source install.
 _REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -26,18 +27,14 @@ LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 
 
 def default_model_dir() -> Path:
-    """The repository's `models/`, where `census-pipeline train` and `gate` write."""
-    return _REPO_ROOT / "models"
+    """The repository's `serving/`, written only by `census-pipeline publish` (never by a
+    pipeline stage, so a failed experiment cannot take the served model away)."""
+    return _REPO_ROOT / "serving"
 
 
 def default_model_card() -> Path:
-    """The repository's rendered model card, written by `census-pipeline card`."""
-    return _REPO_ROOT / "reports" / "card" / "model_card.html"
-
-
-def default_log_database(model_dir: Path) -> Path:
-    """The SQLite prediction log when no database is configured: `logs/` beside `models/`."""
-    return model_dir.parent / "logs" / "predictions.sqlite"
+    """The model card `census-pipeline publish` copied beside the served model."""
+    return _REPO_ROOT / "serving" / "model_card.html"
 
 
 class Settings(BaseSettings):
@@ -63,10 +60,64 @@ class Settings(BaseSettings):
         description="When set, /predict and /predict/batch require it in the X-API-Key header.",
     )
     max_batch_size: int = Field(10_000, ge=1, le=1_000_000)
+    max_explain_batch_size: int = Field(
+        1_000,
+        ge=1,
+        le=1_000_000,
+        description="Records per /predict/batch?explain=true call; more is 413. Explaining "
+        "costs about 50 times what scoring does.",
+    )
     max_body_bytes: int = Field(
         8 * 1024 * 1024,
         ge=1024,
-        description="Larger request bodies get 413 (10,000 records take about 4 MB of JSON).",
+        description="Larger bodies on batch routes get 413 (10,000 records take about 4 MB "
+        "of JSON).",
+    )
+    max_record_body_bytes: int = Field(
+        16 * 1024,
+        ge=1024,
+        description="Larger bodies on single-record routes (/predict) get 413; a record is "
+        "about 330 bytes.",
+    )
+    body_timeout_s: float = Field(
+        15.0,
+        gt=0,
+        le=3600,
+        description="A request body must arrive whole within this time (408 and the "
+        "connection closed otherwise).",
+    )
+    max_header_bytes: int = Field(
+        16 * 1024,
+        ge=1024,
+        le=1024 * 1024,
+        description="Request line plus headers over this size are refused (431) by the server.",
+    )
+    limit_concurrency: int = Field(
+        256,
+        ge=1,
+        description="Open connections plus in-flight requests per worker before new requests "
+        "get 503 from the server.",
+    )
+    explain_concurrency: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Explanations (?explain=true) computed at once per worker, each on one "
+        "thread; the rest wait their turn.",
+    )
+    drain_s: float = Field(
+        1.0,
+        ge=0,
+        le=300,
+        description="After SIGTERM, how long /ready answers 503 while requests are still "
+        "served, so a load balancer stops sending new ones.",
+    )
+    graceful_shutdown_s: int = Field(
+        10,
+        ge=1,
+        le=3600,
+        description="After the drain, how long in-flight requests may take before they are "
+        "cancelled and the process exits.",
     )
     oip_model_name: str = Field(
         "census",
@@ -133,6 +184,21 @@ class Settings(BaseSettings):
             )
         return data
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_empty_key(cls, data: Any) -> Any:
+        # Empty variables count as unset, but an empty key is almost always a secret that did
+        # not reach the container: serving openly then would be silent. Refuse to start.
+        given = [value for name, value in os.environ.items() if name.upper() == API_KEY_VARIABLE]
+        if isinstance(data, dict) and isinstance(data.get("api_key"), str):
+            given.append(data["api_key"])
+        if any(not value.strip() for value in given):
+            raise ValueError(
+                f"{API_KEY_VARIABLE} is set but empty: unset it to serve without a key, or give "
+                f"a key of at least {MIN_API_KEY_LENGTH} characters"
+            )
+        return data
+
     @field_validator("model_dir", "model_card_path", "monitoring_dir")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
@@ -165,6 +231,8 @@ class Settings(BaseSettings):
         """Where the prediction log lives: the setting, else a SQLite file beside the models."""
         if self.database_url is not None:
             return self.database_url.get_secret_value()
+        from census_pipeline.predlog.database import default_log_database
+
         return f"sqlite:///{default_log_database(self.model_dir)}"
 
     @field_validator("log_level", mode="before")

@@ -30,6 +30,12 @@ _ADVISORY_KEY = 0x63656E73
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
+def default_log_database(model_dir: Path) -> Path:
+    """The SQLite log when no database is configured: `logs/predictions.sqlite` beside the
+    model folder. The service writes there and `census-pipeline monitor` reads there."""
+    return model_dir.parent / "logs" / "predictions.sqlite"
+
+
 def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path.expanduser().resolve()}"
 

@@ -12,9 +12,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from census_pipeline.api.body import RECORD_BODY_DOC, read_record
+from census_pipeline.api.routes.predict import BODY_ERRORS
 from census_pipeline.api.schemas import Prediction
 
-router = APIRouter(prefix="/bench", tags=["benchmark"])
+router = APIRouter(prefix="/bench", tags=["benchmark"], responses=BODY_ERRORS)
 
 _CONSTANT = {"label": "<=50K", "probability": 0.0, "threshold": 0.5, "model_version": "bare"}
 

@@ -1,8 +1,12 @@
-"""Liveness and readiness probes for load balancers and orchestrators."""
+"""Liveness and readiness probes for load balancers and orchestrators.
+
+`/ready` turns 503 as soon as the worker gets SIGTERM (`lifecycle.drain_on_sigterm`), while
+requests are still served, so a load balancer stops routing to it before it goes away.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 
 from census_pipeline.api.deps import ModelDep
 from census_pipeline.api.schemas import ErrorResponse, Health, PredictionLogState, Readiness
@@ -20,9 +24,13 @@ async def health() -> Health:
     "/ready",
     response_model=Readiness,
     summary="The model is loaded",
-    responses={503: {"model": ErrorResponse, "description": "Model not loaded yet."}},
+    responses={
+        503: {"model": ErrorResponse, "description": "Model not loaded yet, or shutting down."}
+    },
 )
 async def ready(model: ModelDep, request: Request) -> Readiness:
+    if request.app.state.draining:
+        raise HTTPException(503, "shutting down")
     # The log's state is reported, never a reason to be unready: predictions work without it.
     log: PredictionLog | None = getattr(request.app.state, "prediction_log", None)
     state = None

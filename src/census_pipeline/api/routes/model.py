@@ -6,7 +6,7 @@ from fastapi import APIRouter, HTTPException, status
 from fastapi.responses import HTMLResponse
 
 from census_pipeline.api.deps import ModelDep, SettingsDep
-from census_pipeline.api.schemas import ErrorResponse, ModelInfo
+from census_pipeline.api.schemas import ModelInfo
 
 router = APIRouter(tags=["model"])
 
@@ -22,7 +22,13 @@ async def model_info(model: ModelDep) -> ModelInfo:
     summary="The model card (HTML)",
     responses={
         200: {"content": {"text/html": {}}, "description": "The rendered model card."},
-        404: {"model": ErrorResponse, "description": "No readable card for this model."},
+        # Spelled out: with `model=` FastAPI would document it under the route's text/html.
+        404: {
+            "description": "No readable card for this model.",
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}
+            },
+        },
     },
 )
 async def model_card(model: ModelDep, settings: SettingsDep) -> HTMLResponse:

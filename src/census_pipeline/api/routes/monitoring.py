@@ -11,13 +11,21 @@ from pathlib import Path
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, Response
 
-from census_pipeline.api.schemas import ErrorResponse
 from census_pipeline.api.settings import Settings
 
 router = APIRouter(
     prefix="/monitoring",
     tags=["monitoring"],
-    responses={404: {"model": ErrorResponse, "description": "No report configured or written."}},
+    # The content spelled out: with `model=` FastAPI documents the HTML route's 404 as HTML,
+    # but errors are JSON (found by schemathesis, as for /model-card).
+    responses={
+        404: {
+            "description": "No report configured or written.",
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}
+            },
+        }
+    },
 )
 
 REPORT_HTML = "report.html"
