@@ -533,6 +533,8 @@ class MonitorParams(_Section):
     alpha: float = Field(0.01, gt=0, lt=1)
     # Fewer logged records in the window: drift is reported, never alerted on.
     min_rows: int = Field(500, ge=1)
+    # Drift is computed on a uniform sample of about this many of the window's records.
+    max_rows: int = Field(100_000, ge=1_000)
     # Alert when a feature's share of missing values moves by more than this (absolute).
     missing_share_alert: float = Field(0.05, gt=0, le=1)
     slices: tuple[str, ...] = ("sex", "race")

@@ -35,7 +35,14 @@ from census_pipeline.files import (
     write_json_atomic,
 )
 from census_pipeline.signing import sign, signing_key_from_env
-from census_pipeline.verdict import SIGNATURE_KEY, Check, Override, Verdict, canonical_bytes
+from census_pipeline.verdict import (
+    SIGNATURE_KEY,
+    Check,
+    Override,
+    Verdict,
+    canonical_bytes,
+    consistency_problem,
+)
 
 __all__ = ["Check", "Override", "Verdict", "gate", "judge", "promote"]
 
@@ -594,6 +601,15 @@ def _change_check(
     )
 
 
+def _forgery(raw: dict[str, Any]) -> str | None:
+    """Why `raw` is not a verdict the gate could have written (types, consistency), or None."""
+    try:
+        return consistency_problem(Verdict.model_validate(raw))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        return f"{'.'.join(str(part) for part in first['loc'])}: {first['msg']}"
+
+
 # --- promotion --------------------------------------------------------------------------------
 
 
@@ -613,6 +629,11 @@ def promote(params: Params) -> Path:
         )
     if verdict.get("blessed") is not True:
         raise PipelineError(f"{paths.verdict}: the model is not blessed, so it cannot be promoted")
+    # A hand-edited blessing must not become the baseline later gates compare against.
+    if problem := _forgery(verdict):
+        raise PipelineError(
+            f"{paths.verdict}: not a verdict the gate wrote ({problem}); run `census-pipeline gate`"
+        )
     if verdict.get("inputs", {}).get("metrics") != sha256_file(paths.metrics):
         raise PipelineError(
             f"{paths.metrics}: changed since the verdict; run `census-pipeline gate`"

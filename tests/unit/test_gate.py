@@ -486,3 +486,15 @@ def test_a_signed_verdict_is_promoted_with_its_signature(good: Params) -> None:
     gate(good, signing_key=Ed25519PrivateKey.generate())
     folder = promote(good)
     assert read_json(folder / "verdict.json")["signature"]["algorithm"] == "ed25519"
+
+
+def test_promote_refuses_a_hand_flipped_blessing(make: Callable[..., Params]) -> None:
+    params = make(metrics=_with(accuracy=0.80))
+    gate(params)
+    verdict = read_json(params.paths.verdict)
+    write_json_atomic(params.paths.verdict, {**verdict, "blessed": True})
+    with pytest.raises(
+        PipelineError, match=r"not a verdict the gate wrote \(blessed=True although"
+    ):
+        promote(params)
+    assert not (params.paths.baseline_dir / "verdict.json").exists()
