@@ -31,6 +31,9 @@ RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     python -m pip install --no-index --find-links /wheels "census-pipeline[serve]"
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin app
 WORKDIR /app
+# The prediction log's default SQLite file (logs/ beside serving/) must be writable by the
+# service's user; mount a volume here, or set CENSUS_API_DATABASE_URL to PostgreSQL.
+RUN install -d -o app -g app /app/logs
 # The published model, its metadata, the gate's verdict and the card with its seal: read-only
 # for the service (world-readable whatever mode they were written with).
 COPY --chmod=0444 serving/model.txt serving/model.json serving/verdict.json serving/model_card.html serving/model_card.sig.json ./serving/
