@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # The prediction service as a container: only the `serve` dependencies plus the blessed model.
-# Build after the pipeline has run (CI's artifact or `make pipeline`), so that models/ and
-# reports/card/ hold a model the gate blessed:  docker build -t census-pipeline .
+# Build after a model was published (CI's artifact, or `make pipeline publish`), so that serving/
+# holds a model the gate blessed and the service accepts:  docker build -t census-pipeline .
 ARG PYTHON_VERSION=3.11
 
 # --- builder: turn the project and its serve dependencies into wheels -------------------------
@@ -25,16 +25,18 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PORT=8000 \
     WEB_CONCURRENCY=1 \
-    CENSUS_API_MODEL_DIR=/app/models \
-    CENSUS_API_MODEL_CARD_PATH=/app/reports/card/model_card.html
+    CENSUS_API_MODEL_DIR=/app/serving \
+    CENSUS_API_MODEL_CARD_PATH=/app/serving/model_card.html
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     python -m pip install --no-index --find-links /wheels "census-pipeline[serve]"
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin app
 WORKDIR /app
-# The blessed model, its metadata, the gate's verdict and the card with its seal: read-only for
-# the service (world-readable whatever mode the pipeline's atomic writes left them with).
-COPY --chmod=0444 models/model.txt models/model.json models/verdict.json ./models/
-COPY --chmod=0444 reports/card/model_card.html reports/card/model_card.sig.json ./reports/card/
+# The prediction log's default SQLite file (logs/ beside serving/) must be writable by the
+# service's user; mount a volume here, or set CENSUS_API_DATABASE_URL to PostgreSQL.
+RUN install -d -o app -g app /app/logs
+# The published model, its metadata, the gate's verdict and the card with its seal: read-only
+# for the service (world-readable whatever mode they were written with).
+COPY --chmod=0444 serving/model.txt serving/model.json serving/verdict.json serving/model_card.html serving/model_card.sig.json ./serving/
 USER app
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \

@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup run pipeline serve test lint typecheck pytest bench constraints
+.PHONY: setup run pipeline publish serve test lint typecheck pytest bench constraints
 
 # uv installs the exact versions and hashes recorded in uv.lock (seconds, with a progress bar).
 # When uv is not on PATH it is bootstrapped once into .tools/ with pip.
@@ -14,26 +14,33 @@ UV_BOOT := .tools/bin/uv
 UV ?= $(shell command -v uv 2>/dev/null || echo $(UV_BOOT))
 
 $(UV_BOOT):
+	@echo "setup: uv is not on PATH; installing it once into .tools/ with pip"
 	$(PYTHON) -m venv .tools
-	.tools/bin/python -m pip install --quiet --disable-pip-version-check uv
+	.tools/bin/python -m pip install --disable-pip-version-check --progress-bar on uv
 
 $(STAMP): pyproject.toml uv.lock | $(UV)
+	@echo "setup: installing the locked dev environment into $(VENV)/ (uv.lock, hashes checked)"
 	$(UV) sync --frozen --extra dev
 	touch $@
 
 setup: $(STAMP)
 
-run: setup pipeline serve
+# Set up, run the pipeline, publish the blessed model to serving/, serve it. A model the gate
+# refuses stops here, before publishing: whatever was published before stays served.
+run: setup pipeline publish serve
 
 # The whole DVC pipeline (dvc.yaml): reruns only the stages whose code, params or inputs changed;
-# fails when the deploy gate does not bless the model. DVC runs each stage's command through the
-# shell, so the virtual environment's console scripts go first on PATH.
+# fails when the deploy gate does not bless the model. The stages run .venv/bin/census-pipeline.
 pipeline: setup
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
+	$(BIN)/dvc repro
 
-# Serve the blessed model from models/ (the service refuses an unblessed or tampered one).
+# Copy the blessed model, verdict and card from the pipeline's workspace to serving/.
+publish: setup
+	$(BIN)/census-pipeline publish --params params.yaml
+
+# Serve what serving/ holds (the service refuses an unblessed or tampered model).
 serve: setup
-	$(BIN)/census-pipeline serve --host $(HOST) --port $(PORT)
+	$(BIN)/census-pipeline serve --params params.yaml --host $(HOST) --port $(PORT)
 
 test: setup lint typecheck pytest
 
@@ -46,7 +53,7 @@ typecheck: setup
 pytest: setup
 	$(BIN)/pytest
 
-bench: setup
+bench: setup pipeline
 	$(BIN)/python benchmarks/run_all.py
 
 # Regenerate the pip constraints (Heroku, Dockerfile) from uv.lock after `uv lock`.

@@ -114,14 +114,16 @@ def local_cluster(workers: int) -> Iterator[tuple[Client, str, float]]:
         yield client, cluster.scheduler_address, time.perf_counter() - started
 
 
-def batch_run(model_dir: Path, source: Path, work: Path, workers: int) -> dict[str, Any]:
+def batch_run(
+    model_dir: Path, source: Path, work: Path, workers: int, allow_unblessed: bool
+) -> dict[str, Any]:
     """One `score` call on a fresh local cluster: rows/s and each worker's peak RSS in MiB."""
     output = work / "out"
     shutil.rmtree(output, ignore_errors=True)
     with local_cluster(workers) as (client, address, startup):
         result = score(
             str(source), str(output), model_dir=model_dir, overwrite=True,
-            engine=Engine(scheduler=address),
+            engine=Engine(scheduler=address), allow_unblessed=allow_unblessed,
         )  # fmt: skip
         peaks = client.run(_peak_rss_mib)
     shutil.rmtree(output, ignore_errors=True)
@@ -168,7 +170,9 @@ def real_cluster(work: Path) -> Iterator[str]:
         log.close()
 
 
-def scheduler_check(model_dir: Path, source: Path, work: Path) -> dict[str, Any]:
+def scheduler_check(
+    model_dir: Path, source: Path, work: Path, allow_unblessed: bool
+) -> dict[str, Any]:
     """The 100k-row CSV through the CLI and a real scheduler, compared with in process."""
     output = work / "check_out"
     shutil.rmtree(output, ignore_errors=True)
@@ -176,6 +180,7 @@ def scheduler_check(model_dir: Path, source: Path, work: Path) -> dict[str, Any]
         command = [str(BIN / "census-pipeline"), "predict", "--input", str(source)]
         command += ["--output", str(output), "--model-dir", str(model_dir)]
         command += ["--scheduler", address, "--blocksize", "2MiB", "--overwrite"]
+        command += ["--allow-unblessed"] if allow_unblessed else []
         started = time.perf_counter()
         run = subprocess.run(command, capture_output=True, text=True, check=False)
         seconds = time.perf_counter() - started
@@ -202,20 +207,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench_batch"))
     parser.add_argument("--source", type=Path, help="Real rows to resample (make_census_rows).")
+    parser.add_argument(
+        "--allow-unblessed", action="store_true", help="Time a model the gate has not judged."
+    )
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     files = data(args.source, args.work, args.rows)
     trees = Predictor.load(args.model_dir).metadata.num_trees
     print(f"model: {trees} trees; rows: {args.rows:,} (Parquet), {args.rows // 10:,} (tenth)")
     base = baseline(args.model_dir, files["big"])
-    print(f"in-process Predictor, 1 thread, scoring only: {base:,.0f} rows/s")
-    small = batch_run(args.model_dir, files["small"], args.work, 1)
-    one = batch_run(args.model_dir, files["big"], args.work, 1)
-    two = batch_run(args.model_dir, files["big"], args.work, 2)
-    csv = batch_run(args.model_dir, files["small_csv"], args.work, 1)
-    for name, run in (("tenth, 1x1", small), ("all, 1x1", one), ("all, 2x1", two)):
-        print(f"batch Parquet {name}: {run}")
-    print(f"batch CSV tenth, 1x1: {csv}")
+    print(f"in-process Predictor, 1 thread, scoring only: {base:,.0f} rows/s", flush=True)
+    unblessed = args.allow_unblessed
+    runs = {}
+    for name, key, workers in (
+        ("Parquet tenth, 1x1", "small", 1), ("Parquet all, 1x1", "big", 1),
+        ("Parquet all, 2x1", "big", 2), ("CSV tenth, 1x1", "small_csv", 1),
+    ):  # fmt: skip
+        runs[name] = batch_run(args.model_dir, files[key], args.work, workers, unblessed)
+        print(f"batch {name}: {runs[name]}", flush=True)
+    small, one = runs["Parquet tenth, 1x1"], runs["Parquet all, 1x1"]
+    two, csv = runs["Parquet all, 2x1"], runs["CSV tenth, 1x1"]
     ratios = {
         "one_worker_vs_predictor": one["rows_per_s"] / base,
         "two_vs_one_worker": two["rows_per_s"] / one["rows_per_s"],
@@ -226,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         bar = BARS.get(name)
         direction = "<=" if name == "rss_growth" else ">="
         print(f"{name}: {value:.3f}" + ("" if bar is None else f" (bar {direction} {bar})"))
-    check = scheduler_check(args.model_dir, files["check_csv"], args.work)
+    check = scheduler_check(args.model_dir, files["check_csv"], args.work, unblessed)
     print(f"100k CSV through --scheduler: {check['summary']}; identical: {check['identical']}")
     for row, reason in check["quarantine"]:
         print(f"  quarantined row {row}: {reason}")

@@ -111,6 +111,8 @@ def main() -> None:
         root = Path(tmp) / "repo"
         root.mkdir()
         copy_repository(root)
+        # The stages run .venv/bin/census-pipeline: the copy uses this interpreter's environment.
+        (root / ".venv").symlink_to(Path(sys.prefix), target_is_directory=True)
         project = Project(root, args.source_dir)
         for argv in (
             ["init", "-q", "-b", "main"],

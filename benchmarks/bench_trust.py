@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -21,11 +20,12 @@ import time
 from pathlib import Path
 
 import yaml
+from census_files import census_folder
 
 from census_pipeline.clean import clean
 from census_pipeline.config import Params, load_params
 from census_pipeline.evaluate import evaluate
-from census_pipeline.ingest import SOURCE_DIR_ENV, ingest
+from census_pipeline.ingest import ingest
 from census_pipeline.train import train
 from census_pipeline.validate import validate
 
@@ -90,13 +90,12 @@ def one_run(params_file: Path) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source-dir", type=Path, default=os.environ.get(SOURCE_DIR_ENV))
+    parser.add_argument("--source-dir", type=Path, default=None)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args(argv)
-    if args.source_dir is None:
-        parser.error(f"give --source-dir or set {SOURCE_DIR_ENV} to the folder with census.csv")
     with tempfile.TemporaryDirectory(prefix="bench-trust-") as tmp:
-        params = evaluated_project(Path(tmp), args.source_dir.resolve())
+        # --source-dir, else $CENSUS_DATA_DIR, else fetched once through the download chain.
+        params = evaluated_project(Path(tmp), census_folder(args.source_dir, Path(tmp)))
         params_file = Path(tmp) / "params.yaml"
         one_run(params_file)  # warm-up: page cache, compiled bytecode
         runs = [one_run(params_file) for _ in range(args.runs)]

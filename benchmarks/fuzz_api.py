@@ -93,7 +93,8 @@ def fuzz(url: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "--continue-on-failure", "--request-timeout", "30",
     ]  # fmt: skip
     started = time.monotonic()
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    # In the scratch folder: st keeps a cache of what it found under its working directory.
+    result = subprocess.run(command, capture_output=True, text=True, check=False, cwd=work)
     if args.st_output:
         args.st_output.write_text(result.stdout + result.stderr, encoding="utf-8")
     summary = summarise(events)

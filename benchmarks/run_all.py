@@ -21,7 +21,9 @@ ORDER = (
     "bench_trust.py",
     "bench_dvc.py",
     "bench_api.py",
+    "bench_oip.py",
     "bench_batch.py",
+    "bench_setup.py",
 )
 
 

@@ -1,9 +1,11 @@
+#!/usr/bin/env python3
 """Call a running deployment of the prediction service: GET / and POST /predict.
 
-    python scripts/live_check.py --url https://census.example.com [--api-key KEY]
+    scripts/live_check.py --url https://census.example.com [--api-key KEY]
 
 Prints each status code and response body and exits non-zero if either call fails, so it can
-serve as a post-deploy smoke test. The API key may also come from CENSUS_API_API_KEY.
+serve as a post-deploy smoke test. The API key may also come from CENSUS_API_API_KEY. Standard
+library only, so any Python 3 runs it (no virtual environment, nothing to install).
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ import argparse
 import json
 import os
 import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
 from typing import Any
-
-import requests
 
 # The second row of the course's census.csv.
 RECORD: dict[str, Any] = {
@@ -43,13 +46,36 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _show(name: str, response: requests.Response) -> bool:
-    print(f"{name}: status {response.status_code}")
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: bytes
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 400
+
+
+def _call(url: str, timeout: float, headers: dict[str, str], payload: Any = None) -> Answer:
+    """One request; an HTTP error status is an answer, an unreachable server an OSError."""
+    data = None if payload is None else json.dumps(payload).encode("utf-8")
+    if data is not None:
+        headers = {**headers, "Content-Type": "application/json"}
+    request = urllib.request.Request(url, data=data, headers=headers)
     try:
-        print(json.dumps(response.json(), indent=2))
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return Answer(response.status, response.read())
+    except urllib.error.HTTPError as error:
+        return Answer(error.code, error.read())
+
+
+def _show(name: str, answer: Answer) -> bool:
+    print(f"{name}: status {answer.status}")
+    try:
+        print(json.dumps(json.loads(answer.body), indent=2))
     except ValueError:
-        print(response.text[:500])
-    return response.ok
+        print(answer.body[:500].decode("utf-8", "replace"))
+    return answer.ok
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,12 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     base = args.url.rstrip("/")
     headers = {"X-API-Key": args.api_key} if args.api_key else {}
     try:
-        root_ok = _show("GET /", requests.get(f"{base}/", timeout=args.timeout))
-        predict = requests.post(
-            f"{base}/predict", json=RECORD, headers=headers, timeout=args.timeout
-        )
+        root_ok = _show("GET /", _call(f"{base}/", args.timeout, {}))
+        predict = _call(f"{base}/predict", args.timeout, headers, RECORD)
         predict_ok = _show("POST /predict", predict)
-    except requests.RequestException as exc:
+    except OSError as exc:
         print(f"error: could not reach {base}: {exc}", file=sys.stderr)
         return 2
     if not (root_ok and predict_ok):

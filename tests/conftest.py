@@ -108,6 +108,15 @@ def carded_project(gated_project: Params) -> Params:
     return gated_project
 
 
+@pytest.fixture(scope="session")
+def published_project(carded_project: Params) -> Params:
+    """The blessed model published to the project's serving folder, as `make run` does."""
+    from census_pipeline.publish import publish
+
+    publish(carded_project)
+    return carded_project
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now (for servers the tests start)."""
     import socket

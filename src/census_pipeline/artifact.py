@@ -12,7 +12,6 @@ module, so it depends on nothing beyond numpy, LightGBM, pydantic and the standa
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -100,12 +99,17 @@ class ModelShape(BaseModel):
 
 
 class ModelMetadata(BaseModel):
-    """Everything needed to score with, trust and trace a model file."""
+    """Everything needed to score with, trust and trace a model file.
+
+    Nothing here depends on when or where training ran (no timestamp, host, path or commit):
+    the same data and params give byte-identical metadata, so DVC sees an unchanged output and
+    a retrain on the same data reruns nothing downstream. When a model was published is
+    recorded by `census-pipeline publish`, outside the pipeline's outputs.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     model_version: str
-    created_at: str
     feature_names: list[str]
     categorical_features: list[str]
     # Feature -> vocabulary; a value's position is the integer code the model was trained on.
@@ -121,7 +125,6 @@ class ModelMetadata(BaseModel):
     model_sha256: str
     package_version: str
     lightgbm_version: str
-    git_commit: str | None
     validation_metrics: dict[str, float]
     tuning: dict[str, Any]
     # Absent in models trained before mitigations existed: they are unmitigated.
@@ -175,7 +178,6 @@ def save_model(
         model_shape=shape,
         model_sha256=digest,
         model_version=model_version(digest, (fields.get("mitigation") or {}).get("method", "none")),
-        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         package_version=__version__,
         lightgbm_version=lgb.__version__,
     )

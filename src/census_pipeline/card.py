@@ -58,6 +58,7 @@ class CardInputs:
     """Everything the card may say, as read from the artifacts."""
 
     metrics: dict[str, Any]
+    identity: dict[str, Any]
     metadata: dict[str, Any]
     data_report: dict[str, Any]
     audit: dict[str, Any]
@@ -112,7 +113,7 @@ def card(params: Params) -> CardResult:
 
 # The verdict's `inputs` entries for the files the card reads too: the card must describe
 # exactly what the gate judged.
-JUDGED: Final = ("model_metadata", "metrics", "slices", "audit_summary")
+JUDGED: Final = ("model_metadata", "metrics", "evaluation_identity", "slices", "audit_summary")
 
 
 def read_inputs(params: Params) -> CardInputs:
@@ -127,6 +128,7 @@ def read_inputs(params: Params) -> CardInputs:
     audit = _object(paths.audit_summary)
     inputs = CardInputs(
         metrics=_object(paths.metrics),
+        identity=_object(paths.evaluation_identity),
         metadata=metadata,
         data_report=_object(paths.data_report),
         audit=audit,
@@ -147,6 +149,7 @@ def judged_files(paths: PathsParams) -> dict[str, Path]:
     files = {
         "model_metadata": paths.model_metadata,
         "metrics": paths.metrics,
+        "evaluation_identity": paths.evaluation_identity,
         "slices": paths.slices,
         "audit_summary": paths.audit_summary,
     }
@@ -216,19 +219,23 @@ def _metric(metrics: dict[str, Any], key: str) -> Any:
     return metrics[key]
 
 
-def slice_settings(metrics: dict[str, Any]) -> dict[str, Any]:
+def slice_settings(identity: dict[str, Any]) -> dict[str, Any]:
     """The bootstrap's confidence and resamples, as the evaluation recorded them."""
-    settings = _metric(metrics, "slice_settings")
+    settings = identity.get("slice_settings")
+    if not isinstance(settings, dict):
+        settings = {}
     for key in ("confidence", "bootstrap_resamples"):
-        if not isinstance(settings, dict) or key not in settings:
-            raise PipelineError(f"metrics.json: slice_settings.{key} missing")
+        if key not in settings:
+            raise PipelineError(
+                f"identity.json: slice_settings.{key} missing (run `census-pipeline evaluate`)"
+            )
     return dict(settings)
 
 
 def draw_figures(inputs: CardInputs) -> dict[str, bytes]:
     metrics = inputs.metrics
     point = (_metric(metrics, "fpr"), _metric(metrics, "recall"))
-    confidence = slice_settings(metrics)["confidence"]
+    confidence = slice_settings(inputs.identity)["confidence"]
     return {
         "roc": _roc_png(inputs.curves["roc"], metrics["roc_auc"], point),
         "pr": _pr_png(inputs.curves["pr"], metrics, _metric(metrics, "prevalence")),
@@ -353,7 +360,7 @@ def card_context(inputs: CardInputs) -> dict[str, Any]:
         ],
         "comparisons": _comparisons(inputs.audit),
         "slices": _slice_groups(inputs.slices),
-        "slice_settings": slice_settings(inputs.metrics),
+        "slice_settings": slice_settings(inputs.identity),
         "small_slices": int(inputs.slices["small"].astype(str).str.lower().eq("true").sum()),
         "verdict": inputs.verdict,
         "checks": inputs.verdict["checks"],
@@ -389,12 +396,12 @@ def _tradeoff(summary: dict[str, Any]) -> dict[str, Any]:
 def _history(
     meta: dict[str, Any], metrics: dict[str, Any], verdict: dict[str, Any]
 ) -> list[dict[str, Any]]:
-    """This model, then the promoted baseline it was compared with (if any)."""
+    """This model, then the promoted baseline it was compared with (if any). No dates: the card
+    is a pipeline output hashed in dvc.lock, so it must not change with the time it is built."""
     mitigation = (meta.get("mitigation") or {}).get("method", "none")
     rows = [
         {
             "version": meta["model_version"],
-            "date": meta["created_at"],
             "what": f"this model (mitigation: {mitigation}; "
             + ("blessed" if verdict["blessed"] else "not blessed")
             + ")",
@@ -412,7 +419,6 @@ def _history(
         rows.append(
             {
                 "version": baseline["model_version"],
-                "date": baseline["created_at"],
                 "what": "the promoted baseline (baseline/) this model's change checks compare with",
                 "roc_auc": previous.get("roc_auc"),
                 "f1": previous.get("f1"),

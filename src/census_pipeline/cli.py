@@ -554,6 +554,21 @@ def _metrics_folder() -> None:
 
 @app.command()
 @_clear_errors
+def publish(params: ParamsOption = None) -> None:
+    """Copy the blessed model, its verdict and card to the folder the service serves.
+
+    Only a model the service would accept is published (checked on the copies), and the
+    published folder is replaced whole, so a failed experiment never leaves the service
+    without a model to start with.
+    """
+    from census_pipeline.publish import publish as run_publish
+
+    done = run_publish(_params(params))
+    typer.echo(f"published model {done.model_version} -> {done.folder}")
+
+
+@app.command()
+@_clear_errors
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
@@ -562,10 +577,10 @@ def serve(
 ) -> None:
     """Serve the blessed model over HTTP (FastAPI); settings from CENSUS_API_* variables.
 
-    Without CENSUS_API_MODEL_DIR the model and card come from this project's `paths`
-    (docs/api.md). The model is checked before the server starts, so a refusal exits 1 with its
-    one-line reason whatever the worker count (uvicorn alone exits 3 with a traceback for one
-    worker, 0 for several).
+    Without CENSUS_API_MODEL_DIR the model and card come from this project's published folder
+    (`paths.serving_dir`, written by `census-pipeline publish`; docs/api.md). The model is
+    checked before the server starts, so a refusal exits 1 with its one-line reason whatever
+    the worker count (uvicorn alone exits 3 with a traceback for one worker, 0 for several).
     """
     import os
 
@@ -581,8 +596,8 @@ def serve(
     if "CENSUS_API_MODEL_DIR" not in os.environ:
         paths = _params(params).paths
         # Through the environment, so every worker process sees the same folders.
-        os.environ["CENSUS_API_MODEL_DIR"] = str(paths.model_dir)
-        os.environ.setdefault("CENSUS_API_MODEL_CARD_PATH", str(paths.model_card_html))
+        os.environ["CENSUS_API_MODEL_DIR"] = str(paths.serving_dir)
+        os.environ.setdefault("CENSUS_API_MODEL_CARD_PATH", str(paths.published_card))
     try:
         settings = Settings()
     except ValidationError as exc:

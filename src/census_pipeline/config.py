@@ -37,6 +37,8 @@ class PathsParams(_Section):
     reports_dir: Path = Path("reports")
     baseline_dir: Path = Path("baseline")
     tuning_dir: Path = Path("tuning")
+    # What the service serves: written only by `census-pipeline publish`, never by a stage.
+    serving_dir: Path = Path("serving")
 
     def resolved(self, root: Path) -> PathsParams:
         fields = {name: value for name, value in self if isinstance(value, Path)}
@@ -110,7 +112,13 @@ class PathsParams(_Section):
 
     @property
     def metrics(self) -> Path:
+        """Numbers only, so `dvc metrics show/diff` and `dvc exp show` stay readable."""
         return self.evaluation_dir / "metrics.json"
+
+    @property
+    def evaluation_identity(self) -> Path:
+        """What was evaluated: the model, the settings and the digests of the files written."""
+        return self.evaluation_dir / "identity.json"
 
     @property
     def test_predictions(self) -> Path:
@@ -196,6 +204,11 @@ class PathsParams(_Section):
     @property
     def model_card_html(self) -> Path:
         return self.card_dir / "model_card.html"
+
+    @property
+    def published_card(self) -> Path:
+        """The card `census-pipeline publish` copies beside the served model."""
+        return self.serving_dir / "model_card.html"
 
 
 SHA256_PATTERN = r"^[0-9a-fA-F]{64}$"
@@ -320,10 +333,18 @@ class SearchRange(_Section):
 
 
 class ServingProfile(_Section):
-    """Caps on the model's size, applied to the search and to the final training."""
+    """Caps on the model's size, applied to the search and to the final training (0: no cap)."""
 
-    max_trees: int | None = Field(None, ge=1)
-    max_leaves: int | None = Field(None, ge=2)
+    max_trees: int = Field(0, ge=0)
+    max_leaves: int = Field(0, ge=0)
+
+    @property
+    def tree_cap(self) -> int | None:
+        return self.max_trees or None
+
+    @property
+    def leaf_cap(self) -> int | None:
+        return self.max_leaves or None
 
 
 def _default_profiles() -> dict[str, ServingProfile]:
@@ -342,8 +363,9 @@ class TuneParams(_Section):
     serving_profile: str = "accurate"
     profiles: dict[str, ServingProfile] = Field(default_factory=_default_profiles)
     search_space: dict[str, SearchRange] = Field(default_factory=dict)
-    # Which features to leave out is a choice of the same cross-validation.
-    exclude_options: tuple[tuple[str, ...], ...] = (("fnlgt",), ())
+    # Which features to leave out is a choice of the same cross-validation: each option is
+    # a comma-separated list of features, or "none".
+    exclude_options: tuple[str, ...] = ("fnlgt", "none")
 
     @model_validator(mode="after")
     def _knobs_are_known(self) -> TuneParams:
@@ -356,11 +378,12 @@ class TuneParams(_Section):
         reserved = [k for k in self.search_space if k.strip().lower() in RESERVED_LIGHTGBM_KEYS]
         if reserved:
             raise ValueError(_reserved_message("tune.search_space", reserved[0].strip().lower()))
-        unknown = [f for option in self.exclude_options for f in option if f not in FEATURES]
+        named = [f for option in self.exclude_options for f in option.split(",") if f != "none"]
+        unknown = [f for f in named if f not in FEATURES]
         if unknown:
             raise ValueError(f"exclude_options: {unknown} are not features of {FEATURES}")
         if not self.exclude_options:
-            raise ValueError("exclude_options: list at least one option (an empty list: [[]])")
+            raise ValueError("exclude_options: list at least one option (none: keep every feature)")
         return self
 
     @property
@@ -606,6 +629,8 @@ class MonitorParams(_Section):
     alpha: float = Field(0.01, gt=0, lt=1)
     # Fewer logged records in the window: drift is reported, never alerted on.
     min_rows: int = Field(500, ge=1)
+    # Drift is computed on a uniform sample of about this many of the window's records.
+    max_rows: int = Field(100_000, ge=1_000)
     # Alert when a feature's share of missing values moves by more than this (absolute).
     missing_share_alert: float = Field(0.05, gt=0, le=1)
     slices: tuple[str, ...] = ("sex", "race")

@@ -2,10 +2,13 @@
 
 The model is loaded through the `Predictor` (digest verified) and scored exactly as the service
 scores; the threshold is the one stored with the model, chosen on the validation split.
+metrics.json holds numbers only (DVC's metrics file); identity.json names the model evaluated,
+the bootstrap settings and the sha256 of every other file written, for the gate and the card.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,10 +43,11 @@ class EvaluateResult:
     slices: pd.DataFrame
     metrics_path: Path
     slices_path: Path
+    identity: dict[str, Any]
 
 
 def outputs(paths: PathsParams) -> list[Path]:
-    """Every file evaluate writes; metrics.json last, since it names the digests of the others."""
+    """Every file evaluate writes; identity.json last, since it names the digests of the others."""
     return [
         *(paths.curve(name) for name in CURVES),
         paths.slices,
@@ -51,6 +55,7 @@ def outputs(paths: PathsParams) -> list[Path]:
         paths.slice_output,
         paths.test_predictions,
         paths.metrics,
+        paths.evaluation_identity,
     ]
 
 
@@ -61,8 +66,9 @@ def evaluate(params: Params) -> EvaluateResult:
     with all_or_nothing(outputs(paths)):
         overall, table, files = _evaluation(params)
         replace_all(files)
-    log.info("evaluated %s: ROC AUC %.4f", overall["model_version"], overall["roc_auc"])
-    return EvaluateResult(overall, table, paths.metrics, paths.slices)
+        identity = json.loads(files[paths.evaluation_identity])
+    log.info("evaluated %s: ROC AUC %.4f", identity["model_version"], overall["roc_auc"])
+    return EvaluateResult(overall, table, paths.metrics, paths.slices, identity)
 
 
 def _evaluation(params: Params) -> tuple[dict[str, Any], pd.DataFrame, dict[Path, bytes]]:
@@ -95,24 +101,26 @@ def _evaluation(params: Params) -> tuple[dict[str, Any], pd.DataFrame, dict[Path
     files[paths.test_predictions] = predictions_bytes(
         test, label, scores, prediction, meta.model_sha256
     )
-    overall.update(
-        threshold_rule=meta.threshold_rule,
-        mitigation=meta.mitigation.method if meta.mitigation is not None else "none",
-        model_version=meta.model_version,
-        model_sha256=meta.model_sha256,
-        slice_settings={
+    files[paths.metrics] = json_bytes(overall)
+    identity = {
+        "model_version": meta.model_version,
+        "model_sha256": meta.model_sha256,
+        "threshold_rule": meta.threshold_rule,
+        "mitigation": meta.mitigation.method if meta.mitigation is not None else "none",
+        "slice_settings": {
             "confidence": settings.confidence,
             "bootstrap_resamples": settings.resamples,
             "min_slice_size": settings.min_size,
             "seed": settings.seed,
         },
-        # What this evaluation wrote besides metrics.json: the gate refuses files that differ.
-        outputs_sha256={
+        # What this evaluation wrote: the gate refuses files that differ.
+        "outputs_sha256": {
+            "metrics": sha256_bytes(files[paths.metrics]),
             "slices": sha256_bytes(files[paths.slices]),
             "test_predictions": sha256_bytes(files[paths.test_predictions]),
         },
-    )
-    files[paths.metrics] = json_bytes(overall)
+    }
+    files[paths.evaluation_identity] = json_bytes(identity)
     return overall, table, files
 
 
@@ -135,7 +143,8 @@ def overall_metrics(
     beta: float,
     prediction: NDArray[np.int64] | None = None,
 ) -> dict[str, Any]:
-    """Flat numeric keys (what `dvc metrics show` lists) plus the confusion matrix.
+    """Numbers only (what `dvc metrics show` lists), the confusion matrix nested; the strings and
+    digests that name the evaluation go to identity.json, so `dvc exp show` stays readable.
 
     `prediction`: the predictor's labels, when they are not simply `scores >= threshold`.
     """

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import math
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -36,7 +35,14 @@ from census_pipeline.files import (
     write_json_atomic,
 )
 from census_pipeline.signing import sign, signing_key_from_env
-from census_pipeline.verdict import SIGNATURE_KEY, Check, Override, Verdict, canonical_bytes
+from census_pipeline.verdict import (
+    SIGNATURE_KEY,
+    Check,
+    Override,
+    Verdict,
+    canonical_bytes,
+    consistency_problem,
+)
 
 __all__ = ["Check", "Override", "Verdict", "gate", "judge", "promote"]
 
@@ -89,7 +95,7 @@ def judge(params: Params, override: str | None) -> Verdict:
     paths = params.paths
     metadata = read_metadata(paths.model_metadata)
     metrics = read_metrics(paths.metrics)
-    check_evaluation_identity(metrics, metadata, params)
+    check_evaluation_identity(metadata, params)
     summary = read_audit_summary(paths.audit_summary, paths.test_predictions, metadata)
     check_audit_settings(summary, params)
     baseline = read_baseline(paths.baseline_dir)
@@ -120,7 +126,6 @@ def decide(
         blessed=not failed or recorded is not None,
         model_version=metadata.model_version,
         model_sha256=metadata.model_sha256,
-        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         checks=checks,
         override=recorded,
         policy=policy_record(params.gate, summary, metadata),
@@ -172,32 +177,40 @@ def metric_value(metrics: dict[str, Any], name: str, source: Path) -> float:
     return float(value)
 
 
-def check_evaluation_identity(
-    metrics: dict[str, Any], metadata: ModelMetadata, params: Params
-) -> None:
+def check_evaluation_identity(metadata: ModelMetadata, params: Params) -> None:
     """The evaluation outputs must all come from one evaluation of the model being judged.
 
-    metrics.json names the model it evaluated and the digests of the slices table and the
-    predictions it wrote beside it; the predictions file names its model in its own metadata.
+    identity.json names the model evaluated and the digests of metrics.json, the slices table
+    and the predictions written beside it; the predictions file names its model in its own
+    metadata.
     """
     paths = params.paths
     rerun = "run `census-pipeline evaluate`"
+    identity = read_json(paths.evaluation_identity)
+    if not isinstance(identity, dict):
+        raise PipelineError(f"{paths.evaluation_identity}: expected a JSON object; {rerun}")
     model = metadata.model_sha256
-    evaluated = metrics.get("model_sha256")
+    evaluated = identity.get("model_sha256")
     if evaluated != model:
         raise PipelineError(
-            f"{paths.metrics}: evaluates model {_short(evaluated)}, not the current "
+            f"{paths.evaluation_identity}: evaluates model {_short(evaluated)}, not the current "
             f"{model[:12]} of {paths.model_metadata.name}; {rerun}"
         )
-    written = metrics.get("outputs_sha256")
+    written = identity.get("outputs_sha256")
     if not isinstance(written, dict):
-        raise PipelineError(f"{paths.metrics}: no 'outputs_sha256' record; {rerun}")
-    for key, path in (("slices", paths.slices), ("test_predictions", paths.test_predictions)):
+        raise PipelineError(f"{paths.evaluation_identity}: no 'outputs_sha256' record; {rerun}")
+    checked = (
+        ("metrics", paths.metrics),
+        ("slices", paths.slices),
+        ("test_predictions", paths.test_predictions),
+    )
+    for key, path in checked:
         if not path.is_file():
             raise PipelineError(f"{path}: not found; {rerun}")
         if written.get(key) != sha256_file(path):
             raise PipelineError(
-                f"{path}: not the file the evaluation in {paths.metrics.name} wrote; {rerun}"
+                f"{path}: not the file the evaluation in {paths.evaluation_identity.name} wrote; "
+                f"{rerun}"
             )
     scored_by = parquet_metadata(paths.test_predictions).get(PREDICTIONS_MODEL_KEY)
     if scored_by != model:
@@ -329,7 +342,7 @@ def _baseline_identity(baseline: dict[str, Any] | None) -> dict[str, Any] | None
     if baseline is None:
         return None
     verdict = baseline["verdict"]
-    return {k: verdict.get(k) for k in ("model_version", "model_sha256", "created_at")}
+    return {k: verdict.get(k) for k in ("model_version", "model_sha256")}
 
 
 def input_files(params: Params, with_baseline: bool) -> dict[str, Path]:
@@ -337,6 +350,7 @@ def input_files(params: Params, with_baseline: bool) -> dict[str, Path]:
     paths = params.paths
     files = {
         "metrics": paths.metrics,
+        "evaluation_identity": paths.evaluation_identity,
         "slices": paths.slices,
         "audit_summary": paths.audit_summary,
         "model_metadata": paths.model_metadata,
@@ -587,6 +601,15 @@ def _change_check(
     )
 
 
+def _forgery(raw: dict[str, Any]) -> str | None:
+    """Why `raw` is not a verdict the gate could have written (types, consistency), or None."""
+    try:
+        return consistency_problem(Verdict.model_validate(raw))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        return f"{'.'.join(str(part) for part in first['loc'])}: {first['msg']}"
+
+
 # --- promotion --------------------------------------------------------------------------------
 
 
@@ -606,6 +629,11 @@ def promote(params: Params) -> Path:
         )
     if verdict.get("blessed") is not True:
         raise PipelineError(f"{paths.verdict}: the model is not blessed, so it cannot be promoted")
+    # A hand-edited blessing must not become the baseline later gates compare against.
+    if problem := _forgery(verdict):
+        raise PipelineError(
+            f"{paths.verdict}: not a verdict the gate wrote ({problem}); run `census-pipeline gate`"
+        )
     if verdict.get("inputs", {}).get("metrics") != sha256_file(paths.metrics):
         raise PipelineError(
             f"{paths.metrics}: changed since the verdict; run `census-pipeline gate`"

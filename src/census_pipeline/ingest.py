@@ -140,7 +140,8 @@ def _verified(known: KnownFile, data: bytes) -> bytes:
 
 @dataclass
 class FolderSource:
-    """A folder holding the files under their usual names (a local copy, or the raw folder)."""
+    """The raw folder holding a known release under its usual name (put there by hand, or by an
+    ingest from before provenance was recorded)."""
 
     kind: str
     folder: Path
@@ -452,8 +453,9 @@ def _known_release(data: bytes, digest: str) -> KnownFile | None:
 def _previous(params: Params, split: str) -> tuple[RawEntry, bytes] | None:
     """The last ingest's file for `split`, if it is still there unchanged: its provenance is kept.
 
-    Rerunning ingest with no source named (as `dvc repro` does) must not turn a user's file into
-    a download, nor rewrite the manifest of the same bytes with another origin.
+    Rerunning ingest by hand with no source named must not turn a user's file into a download,
+    nor rewrite the manifest of the same bytes with another origin. (`dvc repro` empties the raw
+    folder before it reruns ingest, so there the source must stay named; docs/data.md.)
     """
     if not params.paths.raw_manifest.is_file():
         return None

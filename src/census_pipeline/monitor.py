@@ -66,8 +66,9 @@ class Window:
 class LogSummary:
     """What the window holds, as the monitor needs it: aggregates, scores, feedback rows."""
 
-    rows: int
-    versions: dict[str, int]
+    rows: int  # exact count in the window
+    sampled: int  # records the drift figures were computed on (all, up to monitor.max_rows)
+    versions: dict[str, int]  # in the sample
     redacted: frozenset[str]
     counts: dict[str, dict[Any, int]]  # feature -> value -> count (None: missing)
     scores: NDArray[np.float64]
@@ -124,7 +125,13 @@ def _iso(seconds: float) -> str:
 # --- reading the log ----------------------------------------------------------------------------
 
 
-def read_log(url: str, window: Window, slices: Sequence[str]) -> LogSummary:
+def read_log(
+    url: str, window: Window, slices: Sequence[str], max_rows: int = 100_000
+) -> LogSummary:
+    """The window's records: counted exactly, profiled on a uniform sample of at most about
+    `max_rows` (every k-th row on SQLite, a Bernoulli sample on PostgreSQL), and every record
+    with feedback. A sample of 100,000 moves a PSI by about 10 bins / 100,000 = 0.0001: the
+    drift figures are those of the whole window, read in a fraction of the time."""
     from sqlalchemy import and_, func, select
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -132,28 +139,12 @@ def read_log(url: str, window: Window, slices: Sequence[str]) -> LogSummary:
     inside = and_(predictions.c.created_at >= window.since, predictions.c.created_at < window.until)
     try:
         with engine.connect() as connection:
-
-            def grouped(column: Any) -> dict[Any, int]:
-                query = select(column, func.count()).where(inside).group_by(column)
-                return {value: int(count) for value, count in connection.execute(query)}
-
-            versions = grouped(predictions.c.model_version)
-            counts: dict[str, dict[Any, int]] = {
-                f: grouped(predictions.c[FEATURE_COLUMNS[f]]) for f in NUMERIC + CATEGORICAL
-            }
-            redacted = grouped(predictions.c.redacted)
-            labels = grouped(predictions.c.label)
-            scores = np.fromiter(
-                connection.execute(select(predictions.c.probability).where(inside)).scalars(),
-                dtype=np.float64,
+            total = connection.execute(select(func.count()).where(inside)).scalar_one()
+            every = max(1, math.ceil(total / max_rows))
+            sample = pd.DataFrame(
+                _fetch(connection, _sample_query(engine, window, every)), columns=_SAMPLED
             )
-            joined = predictions.join(feedback, feedback.c.prediction_id == predictions.c.id)
-            slice_columns = [predictions.c[FEATURE_COLUMNS[f]].label(f) for f in slices]
-            query = select(
-                predictions.c.probability, predictions.c.label.label("predicted"),
-                feedback.c.label.label("truth"), *slice_columns,
-            ).select_from(joined).where(inside)  # fmt: skip
-            rows = connection.execute(query).all()
+            rows = _fetch(connection, _feedback_query(engine, window, slices))
     except SQLAlchemyError as exc:
         raise PipelineError(f"prediction log {redact(url)}: {str(exc).splitlines()[0]}") from None
     finally:
@@ -161,16 +152,96 @@ def read_log(url: str, window: Window, slices: Sequence[str]) -> LogSummary:
     frame = pd.DataFrame(rows, columns=["probability", "predicted", "truth", *slices])
     frame["predicted"] = (frame["predicted"] == POSITIVE_LABEL).astype(np.int64)
     frame["truth"] = (frame["truth"] == POSITIVE_LABEL).astype(np.int64)
-    hidden = {name for names in redacted if names for name in names.split(",")}
+    return _summary(int(total), sample, frame)
+
+
+_SAMPLED = [*FEATURE_COLUMNS.values(), "probability", "label", "model_version", "redacted"]
+
+
+def _fetch(connection: Any, query: Any) -> list[Any]:
+    """Rows as the driver returns them: SQLAlchemy's row objects cost more than the read
+    itself on a million records. The query is compiled with its (numeric) values inlined."""
+    sql = str(query.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True}))
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(sql)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
+
+
+def _feedback_query(engine: Any, window: Window, slices: Sequence[str]) -> Any:
+    """Every record of the window with a true label, and its slice features."""
+    from sqlalchemy import select
+
+    joined = feedback.join(predictions, feedback.c.prediction_id == predictions.c.id)
+    query = select(
+        predictions.c.probability, predictions.c.label.label("predicted"),
+        feedback.c.label.label("truth"),
+        *(predictions.c[FEATURE_COLUMNS[f]].label(f) for f in slices),
+    ).select_from(joined).where(
+        predictions.c.created_at >= window.since, predictions.c.created_at < window.until
+    )  # fmt: skip
+    if engine.dialect.name == "sqlite":
+        # SQLite would walk the window's index and probe feedback once per logged record;
+        # CROSS JOIN makes it walk feedback (usually far smaller) and look records up instead.
+        return _CrossJoin(query)
+    return query
+
+
+class _CrossJoin:
+    """A compiled SELECT whose `JOIN` becomes SQLite's `CROSS JOIN` (a join-order hint)."""
+
+    def __init__(self, query: Any) -> None:
+        self.query = query
+
+    def compile(self, **options: Any) -> str:
+        sql = str(self.query.compile(**options))
+        return sql.replace(" JOIN predictions ON ", " CROSS JOIN predictions ON ", 1)
+
+
+def _sample_query(engine: Any, window: Window, every: int) -> Any:
+    from sqlalchemy import func, literal, literal_column, select, tablesample
+
+    source: Any = predictions
+    if every > 1 and engine.dialect.name == "postgresql":
+        # REPEATABLE, so two runs over the same window report the same figures.
+        source = tablesample(predictions, func.bernoulli(100.0 / every), seed=literal(42))
+    query = select(*(source.c[c] for c in _SAMPLED)).where(
+        source.c.created_at >= window.since, source.c.created_at < window.until
+    )
+    if every > 1 and engine.dialect.name != "postgresql":
+        # rowid is SQLite's insertion order: every k-th record, spread evenly over time.
+        query = query.where(literal_column("predictions.rowid") % every == 0)
+    return query
+
+
+def _summary(total: int, sample: pd.DataFrame, feedback_rows: pd.DataFrame) -> LogSummary:
+    if sample.empty:
+        sample = pd.DataFrame(columns=_SAMPLED)
+    counts: dict[str, dict[Any, int]] = {}
+    for feature, column in FEATURE_COLUMNS.items():
+        values = sample[column].value_counts(dropna=False)
+        counts[feature] = {_plain(v): int(n) for v, n in values.items()}
+    hidden = {n for names in sample["redacted"].dropna().unique() for n in str(names).split(",")}
+    versions = sample["model_version"].value_counts()
     return LogSummary(
-        rows=sum(versions.values()),
-        versions={str(k): v for k, v in versions.items()},
+        rows=total,
+        sampled=len(sample),
+        versions={str(k): int(v) for k, v in versions.items()},
         redacted=frozenset(hidden),
         counts=counts,
-        scores=scores,
-        predicted_positive=labels.get(POSITIVE_LABEL, 0),
-        feedback=frame,
+        scores=sample["probability"].to_numpy(dtype=np.float64),
+        predicted_positive=int((sample["label"] == POSITIVE_LABEL).sum()),
+        feedback=feedback_rows,
     )
+
+
+def _plain(value: Any) -> Any:
+    """A database value as the profile expects it: None for missing, Python numbers."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def current_profile(reference: Mapping[str, Any], summary: LogSummary) -> dict[str, Any]:
@@ -181,10 +252,10 @@ def current_profile(reference: Mapping[str, Any], summary: LogSummary) -> dict[s
     """
     columns: dict[str, Any] = {}
     for name in NUMERIC:
-        values, counts = _value_counts(summary.counts[name], summary.rows)
+        values, counts = _value_counts(summary.counts[name], summary.sampled)
         columns[name] = np.repeat(np.asarray(values, dtype=np.float64), counts)
     for name in CATEGORICAL:
-        values, counts = _value_counts(summary.counts[name], summary.rows)
+        values, counts = _value_counts(summary.counts[name], summary.sampled)
         categories = sorted({v for v in values if v is not None})
         codes = [categories.index(v) if v is not None else -1 for v in values]
         categorical: Any = pd.Categorical
@@ -282,15 +353,15 @@ def prediction_drift(
     """The scores' PSI and KS against the validation split's, and the positive rate."""
     ref = reference["scores"]
     mini = {"numeric": {SCORE: ref}, "categorical": {}}
-    current = build_profile(
-        pd.DataFrame({SCORE: summary.scores}), reference=mini, label=None
-    )["numeric"][SCORE]
+    current = build_profile(pd.DataFrame({SCORE: summary.scores}), reference=mini, label=None)[
+        "numeric"
+    ][SCORE]
     expected = [*ref["shares"], ref["missing_share"]]
     actual = [*current["shares"], current["missing_share"]]
     value = psi(expected, actual)
     values, counts = np.unique(summary.scores, return_counts=True)
     test = ks_test(ref["ecdf"], reference["rows"], values, counts)
-    rate = summary.predicted_positive / summary.rows if summary.rows else math.nan
+    rate = summary.predicted_positive / summary.sampled if summary.sampled else math.nan
     entry: dict[str, Any] = {
         "psi": value,
         "level": level(value),
@@ -440,7 +511,7 @@ def monitor(
         raise PipelineError(f"empty window: {window.as_dict()} (since must be before until)")
     reference = read_reference(params.paths.reference_profile)
     location = database_url(params, url)
-    summary = read_log(location, window, params.monitor.slices)
+    summary = read_log(location, window, params.monitor.slices, params.monitor.max_rows)
     report = build_report(params, reference, summary, window, location, moment)
     paths = params.paths
     from census_pipeline.monitor_report import render_html
@@ -491,6 +562,7 @@ def build_report(
         },
         "log": {
             "rows": summary.rows,
+            "sampled": summary.sampled,
             "model_versions": summary.versions,
             "not_logged": sorted(summary.redacted),
         },

@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -271,7 +270,7 @@ def metadata_fields(
     validation_set: tuple[NDArray[np.int64], NDArray[np.float64]],
     n_fit: int,
 ) -> dict[str, Any]:
-    """The metadata the train step knows (save_model adds the digest, version and dates)."""
+    """The metadata the train step knows (save_model adds the digest and versions)."""
     best = candidates[chosen]
     validation_labels, validation_scores = validation_set
     return {
@@ -285,7 +284,6 @@ def metadata_fields(
         "params": {**base, **best.overrides, "num_trees": best.best_iteration},
         "num_trees": best.best_iteration,
         "train_data_sha256": sha256_file(params.paths.clean_train),
-        "git_commit": git_commit(),
         "validation_metrics": metrics.summary(
             validation_labels, validation_scores, threshold, settings.fbeta_beta
         ),
@@ -335,20 +333,3 @@ def exclusion_reason(excluded: tuple[str, ...]) -> str | None:
         if excluded == ("fnlgt",)
         else "set in params.yaml (train.exclude_features)"
     )
-
-
-def git_commit() -> str | None:
-    """The code's commit, when the package runs from a git checkout; provenance, not a check."""
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    commit = done.stdout.strip()
-    return commit if done.returncode == 0 and commit else None

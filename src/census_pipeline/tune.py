@@ -82,11 +82,8 @@ class Trial:
         return self.trees * int(self.knobs.get("num_leaves", 31))
 
 
-def exclusion_label(option: tuple[str, ...]) -> str:
-    return ",".join(option) or NO_EXCLUSION
-
-
 def exclusion_of(label: str) -> tuple[str, ...]:
+    """The features an option (`fnlgt`, `a,b` or `none`) leaves out."""
     return () if label == NO_EXCLUSION else tuple(label.split(","))
 
 
@@ -150,7 +147,7 @@ def fixed_lightgbm_params_for_cv(seed: int) -> dict[str, Any]:
 
 
 def rounds_cap(settings: TuneParams) -> int:
-    cap = settings.profile.max_trees
+    cap = settings.profile.tree_cap
     return settings.max_rounds if cap is None else min(settings.max_rounds, cap)
 
 
@@ -282,7 +279,7 @@ def best_record(
         "caps": profile.model_dump(mode="json"),
         "lightgbm": chosen.knobs,
         "exclude_features": list(chosen.excluded),
-        "max_trees": profile.max_trees,
+        "max_trees": profile.tree_cap,
         "cv": {
             "folds": settings.folds,
             "log_loss": chosen.log_loss,
@@ -362,8 +359,8 @@ def distributions(settings: TuneParams) -> dict[str, optuna.distributions.BaseDi
     found: dict[str, optuna.distributions.BaseDistribution] = {}
     for name, space in settings.search_space.items():
         high = space.high
-        if name == "num_leaves" and settings.profile.max_leaves is not None:
-            high = min(high, settings.profile.max_leaves)
+        if name == "num_leaves" and settings.profile.leaf_cap is not None:
+            high = min(high, settings.profile.leaf_cap)
         if space.integer:
             found[name] = optuna.distributions.IntDistribution(
                 int(space.low), int(high), log=space.log
@@ -371,7 +368,7 @@ def distributions(settings: TuneParams) -> dict[str, optuna.distributions.BaseDi
         else:
             found[name] = optuna.distributions.FloatDistribution(space.low, high, log=space.log)
     found["exclude"] = optuna.distributions.CategoricalDistribution(
-        [exclusion_label(option) for option in settings.exclude_options]
+        list(settings.exclude_options)
     )
     return found
 

@@ -59,7 +59,6 @@ def bless(model_dir: Path, **changes: Any) -> dict[str, Any]:
         "blessed": True,
         "model_version": metadata["model_version"],
         "model_sha256": metadata["model_sha256"],
-        "created_at": "2024-01-01T00:00:00+00:00",
         "checks": [
             {
                 "name": "roc_auc",

@@ -366,7 +366,7 @@ def test_body_limit_covers_the_oip_routes(served_dir: Path, version: str) -> Non
         for path in (INFER, f"/v2/models/census/versions/{version}/infer"):
             answer = small.post(path, json=body)
             assert answer.status_code == 413, path
-            assert "4096 bytes" in answer.text
+            assert "4096 bytes" in answer.json()["error"]
 
 
 def test_openapi_documents_the_oip_routes(client: TestClient) -> None:

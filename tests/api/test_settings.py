@@ -18,8 +18,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_defaults_point_at_the_repository_and_are_safe() -> None:
     settings = Settings()
-    assert settings.model_dir == REPO / "models"
-    assert settings.model_card_path == REPO / "reports" / "card" / "model_card.html"
+    # What `census-pipeline publish` wrote, never the pipeline's workspace (models/, reports/).
+    assert settings.model_dir == REPO / "serving"
+    assert settings.model_card_path == REPO / "serving" / "model_card.html"
     assert settings.api_key is None
     assert settings.max_batch_size == 10_000
     assert settings.allow_unblessed is False
@@ -77,6 +78,9 @@ def test_file_names_agree_with_the_pipeline() -> None:
     paths = PathsParams()
     assert paths.verdict.name == VERDICT_FILE
     assert paths.model_metadata.name == METADATA_FILE
+    settings = Settings()
+    assert settings.model_dir.name == paths.serving_dir.name
+    assert settings.model_card_path.name == paths.published_card.name
 
 
 @pytest.mark.parametrize("name", ["CENSUS_API_KEY", "census_api_apikey", "CENSUS_API_MODELDIR"])

@@ -55,13 +55,10 @@ def _slim(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[st
 
 @pytest.fixture
 def slim_project(served_dir: Path, tmp_path: Path) -> Path:
-    """A deployment's folder: the repository's params.yaml, the model files and the card."""
+    """A deployment's folder: the repository's params.yaml and what `census-pipeline publish`
+    put in serving/ (the model files and the card)."""
     shutil.copy2(REPO_ROOT / "params.yaml", tmp_path / "params.yaml")
-    (tmp_path / "models").mkdir()
-    for name in ("model.txt", "model.json", "verdict.json"):
-        shutil.copy2(served_dir / name, tmp_path / "models" / name)
-    (tmp_path / "reports" / "card").mkdir(parents=True)
-    shutil.copy2(served_dir / "model_card.html", tmp_path / "reports" / "card" / "model_card.html")
+    shutil.copytree(served_dir, tmp_path / "serving")
     return tmp_path
 
 
@@ -87,7 +84,7 @@ def test_cli_serve_checks_the_model_without_the_pipeline_stack(slim_project: Pat
 
 
 def test_cli_serve_refuses_in_the_slim_install_with_the_reason(slim_project: Path) -> None:
-    (slim_project / "models" / "verdict.json").unlink()
+    (slim_project / "serving" / "verdict.json").unlink()
     result = _slim(CLI_SCRIPT, "serve", "--params", "params.yaml", cwd=slim_project)
     assert result.returncode == 1
     assert "verdict.json" in result.stderr and "census-pipeline gate" in result.stderr

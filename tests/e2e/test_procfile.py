@@ -4,8 +4,9 @@ The command line is read from the Procfile (not restated here) and handed to `ba
 `PORT` and `WEB_CONCURRENCY` set and no `CENSUS_API_*` variable, from the folder holding the
 session project's `params.yaml` (as a dyno runs it from the app's root): the Procfile's
 `--params params.yaml` must find the model the session's real pipeline trained, evaluated,
-audited, gated and described, and its card. The server must answer on /health and /ready, serve
-that very model and card, and start the number of workers the environment asks for.
+audited, gated, described and published (`paths.serving_dir`), and its card. The server must
+answer on /health and /ready, serve that very model and card, and start the number of workers
+the environment asks for.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class WebProcess:
 
 @pytest.fixture(scope="module")
 def served(
-    carded_project: Params, tmp_path_factory: pytest.TempPathFactory
+    published_project: Params, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WebProcess]:
     """The Procfile's process on a free port, stopped (process group and all) afterwards."""
     port = free_port()
@@ -94,7 +95,7 @@ def served(
     with log.open("wb") as sink:
         process = subprocess.Popen(
             ["bash", "-c", web_command()],
-            cwd=params_folder(carded_project),
+            cwd=params_folder(published_project),
             env=env,
             stdout=sink,
             stderr=subprocess.STDOUT,
@@ -134,22 +135,22 @@ def test_web_process_answers_on_health(served: WebProcess) -> None:
 
 
 def test_web_process_serves_the_model_the_pipeline_blessed(
-    served: WebProcess, carded_project: Params
+    served: WebProcess, published_project: Params
 ) -> None:
     status, info = get_json(f"{served.url}/model")
     assert status == 200
-    metadata = json.loads(carded_project.paths.model_metadata.read_text(encoding="utf-8"))
-    verdict = json.loads(carded_project.paths.verdict.read_text(encoding="utf-8"))
+    metadata = json.loads(published_project.paths.model_metadata.read_text(encoding="utf-8"))
+    verdict = json.loads(published_project.paths.verdict.read_text(encoding="utf-8"))
     assert verdict["blessed"] is True
     assert metadata["model_sha256"] in json.dumps(info)
 
 
 def test_web_process_serves_the_card_found_through_params(
-    served: WebProcess, carded_project: Params
+    served: WebProcess, published_project: Params
 ) -> None:
     status, html = get_text(f"{served.url}/model-card")
     assert status == 200
-    assert html == carded_project.paths.model_card_html.read_text(encoding="utf-8")
+    assert html == published_project.paths.model_card_html.read_text(encoding="utf-8")
 
 
 def test_web_process_starts_the_workers_the_environment_asks_for(served: WebProcess) -> None:

@@ -139,6 +139,10 @@ def test_card_slice_rows_match_the_slices_table(carded_project: Params) -> None:
 
 def test_card_html_is_self_contained(carded_project: Params) -> None:
     html = carded_project.paths.model_card_html.read_text(encoding="utf-8")
-    assert html.count('src="data:image/png;base64,') == 7
+    markdown = carded_project.paths.model_card_md.read_text(encoding="utf-8")
+    # Every figure the Markdown card links to is embedded in the HTML, and nothing else.
+    figures = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", markdown)
+    assert len(figures) >= 7
+    assert html.count('src="data:image/png;base64,') == len(figures)
     assert not re.search(r"<(script|link)\b|src=\"(?!data:)", html)
     assert len(html) < 1_500_000

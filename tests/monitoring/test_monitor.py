@@ -156,3 +156,18 @@ def test_clear_errors_for_a_bad_window_or_database(profiled_project: Params) -> 
         monitor(profiled_project, "sqlite://", since="last tuesday")
     with pytest.raises(PipelineError, match="prediction log"):
         monitor(profiled_project, "postgresql+psycopg://x@127.0.0.1:1/none?connect_timeout=1")
+
+
+def test_drift_on_a_sample_counts_and_quality_on_every_record(
+    profiled_project: Params, test_table: pd.DataFrame, tmp_path: Path
+) -> None:
+    url = logged(profiled_project, test_table, tmp_path)
+    small = profiled_project.model_copy(
+        update={"monitor": profiled_project.monitor.model_copy(update={"max_rows": 2000})}
+    )
+    report = monitor(small, url).report
+    every = -(-len(test_table) // 2000)
+    assert report["log"]["rows"] == len(test_table)
+    assert report["log"]["sampled"] == len(test_table) // every
+    assert report["quality"]["feedback_rows"] == len(range(0, len(test_table), FEEDBACK_EVERY))
+    assert report["alerts"] == []

@@ -177,3 +177,9 @@ def test_retention_removes_old_records_and_their_feedback(url: str) -> None:
     with engine.connect() as connection:
         assert connection.execute(select(predictions.c.id)).scalars().all() == ["new"]
         assert connection.execute(select(func.count()).select_from(feedback)).scalar() == 1
+
+
+def test_the_writers_insert_names_every_column_of_the_table_in_order() -> None:
+    from census_pipeline.predlog.writer import COLUMNS
+
+    assert list(COLUMNS) == [column.name for column in predictions.columns]

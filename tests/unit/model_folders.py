@@ -57,7 +57,6 @@ def metadata_for(text: str, **changes: Any) -> dict[str, Any]:
     shape = model_shape(text, Path("model.txt"))
     metadata: dict[str, Any] = {
         "model_version": f"0.1.0+{digest[:12]}",
-        "created_at": "2026-01-02T03:04:05+00:00",
         "feature_names": list(booster.feature_name()),
         "categorical_features": [],
         "categories": {},
@@ -72,7 +71,6 @@ def metadata_for(text: str, **changes: Any) -> dict[str, Any]:
         "model_sha256": digest,
         "package_version": "0.1.0",
         "lightgbm_version": lgb.__version__,
-        "git_commit": None,
         "validation_metrics": {},
         "tuning": {},
     }

@@ -21,9 +21,9 @@ from census_pipeline.predict import FeatureEncoder
 from census_pipeline.train import labels_of, read_clean_table, stratified_split
 
 CONTRACT_KEYS = {
-    "model_version", "created_at", "feature_names", "categorical_features", "categories",
+    "model_version", "feature_names", "categorical_features", "categories",
     "threshold", "threshold_rule", "fbeta_beta", "params", "num_trees", "train_data_sha256",
-    "model_sha256", "package_version", "git_commit", "validation_metrics", "tuning",
+    "model_sha256", "package_version", "validation_metrics", "tuning",
 }  # fmt: skip
 
 

@@ -8,6 +8,7 @@ be bit-for-bit equal whatever the partitioning, the worker count or a worker kil
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import shutil
 import signal
@@ -57,8 +58,33 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.fixture(scope="module")
-def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The address of a real scheduler with two real workers (one thread each)."""
+def s3() -> Iterator[str]:
+    """A local S3 (moto's server) that this process and the workers reach through the standard
+    AWS variables, as a real deployment would configure them."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    settings = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+    }
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in settings.items():
+                patch.setenv(name, value)
+            yield "census-batch"
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def scheduler(tmp_path_factory: pytest.TempPathFactory, s3: str) -> Iterator[str]:
+    """The address of a real scheduler with two real workers (one thread each), started with
+    the S3 settings in their environment."""
     logs = tmp_path_factory.mktemp("dask")
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
@@ -226,6 +252,34 @@ def _kill_after_first_parts(folder: Path, pids: dict[str, int]) -> int:
             return len(parts)
         time.sleep(0.02)
     pytest.fail("the run wrote no parts within 120 s")
+
+
+def test_s3_in_and_out(
+    scheduler: str, s3: str, model_dir: Path, census_text: str, tmp_path: Path
+) -> None:
+    import fsspec
+
+    fs = fsspec.filesystem("s3")
+    fs.mkdir(s3)
+    text = "\n".join(census_text.splitlines()[:2001]) + "\n"
+    fs.pipe(f"{s3}/in/part-1.csv", text.encode())
+    result = _invoke(
+        "--input", f"s3://{s3}/in/", "--output", f"s3://{s3}/scored",
+        "--model-dir", str(model_dir), "--scheduler", scheduler,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    fs.invalidate_cache()
+    assert sorted(p.rsplit("/", 1)[1] for p in fs.ls(f"{s3}/scored")) == [
+        "_summary.json",
+        "part-00000.parquet",
+    ]
+    with fs.open(f"{s3}/scored/part-00000.parquet", "rb") as handle:
+        scored = pd.read_parquet(handle)
+    expected = _reference(model_dir, text)
+    assert np.array_equal(scored["probability"].to_numpy(), expected["probability"].to_numpy())
+    quarantine = pd.read_csv(io.BytesIO(fs.cat(f"{s3}/scored.quarantine.csv")))
+    assert quarantine["row"].tolist() == [5, 17]
+    assert not [p for p in fs.ls(s3) if ".tmp-" in p]  # the temporary folder is gone
 
 
 def test_a_tampered_model_is_refused_before_any_task(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from collections.abc import Callable
@@ -10,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from trust_samples import GOOD_METRICS, slices_table, trust_project, write_curves, write_metrics
+from trust_samples import GOOD_METRICS, slices_table, trust_project, write_curves
 
 from census_pipeline.audit import audit
 from census_pipeline.card import card, refuse_placeholders
@@ -203,7 +204,9 @@ def test_a_verdict_for_another_model_is_refused(make: Callable[..., Params]) -> 
 # --- the card describes exactly what the gate judged --------------------------------------
 
 
-@pytest.mark.parametrize("judged", ["metrics", "slices", "audit_summary", "model_metadata"])
+@pytest.mark.parametrize(
+    "judged", ["metrics", "evaluation_identity", "slices", "audit_summary", "model_metadata"]
+)
 def test_an_input_changed_since_the_verdict_is_refused(
     make: Callable[..., Params], judged: str
 ) -> None:
@@ -211,12 +214,14 @@ def test_an_input_changed_since_the_verdict_is_refused(
     card(params)
     path = {
         "metrics": params.paths.metrics,
+        "evaluation_identity": params.paths.evaluation_identity,
         "slices": params.paths.slices,
         "audit_summary": params.paths.audit_summary,
         "model_metadata": params.paths.model_metadata,
     }[judged]
     if path.suffix == ".json":
-        write_json_atomic(path, {**read_json(path), "created_at": "2026-02-03T00:00:00+00:00"})
+        # The same content in other bytes (compact JSON): the digest, not the meaning, decides.
+        path.write_text(json.dumps(read_json(path)), encoding="utf-8")
     else:
         path.write_text(path.read_text(encoding="utf-8") + "\n", encoding="utf-8")
     with pytest.raises(PipelineError, match=rf"is not the {judged} the verdict judged"):
@@ -240,7 +245,8 @@ def test_a_card_refused_by_the_placeholder_guard_writes_nothing(
 ) -> None:
     params = make()
     card(params)
-    write_metrics(params, {**GOOD_METRICS, "threshold_rule": "TBD"})
+    metadata = read_json(params.paths.model_metadata)
+    write_json_atomic(params.paths.model_metadata, {**metadata, "threshold_rule": "TBD"})
     gate(params)
     with pytest.raises(PipelineError, match="placeholder text 'TBD'"):
         card(params)
@@ -250,7 +256,11 @@ def test_a_card_refused_by_the_placeholder_guard_writes_nothing(
 
 def test_the_interval_level_is_the_one_evaluated(make: Callable[..., Params]) -> None:
     settings = {"confidence": 0.9, "bootstrap_resamples": 400, "min_slice_size": 30}
-    text = _text(make(metrics={**GOOD_METRICS, "slice_settings": settings}))
+    params = make()
+    identity = read_json(params.paths.evaluation_identity)
+    write_json_atomic(params.paths.evaluation_identity, {**identity, "slice_settings": settings})
+    gate(params)
+    text = _text(params)
     assert "Each value is the metric with its 90% bootstrap interval (400 resamples)" in text
     assert "95%" not in text
 

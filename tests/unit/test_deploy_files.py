@@ -26,7 +26,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from census_pipeline.config import load_params
-from census_pipeline.signing import card_seal_path
+from census_pipeline.publish import CARD, METADATA, MODEL, SEAL, VERDICT
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -125,10 +125,10 @@ def procfile_processes() -> dict[str, str]:
 
 
 def blessed_artifacts() -> list[str]:
-    """What the service reads, as repo-relative paths, named by Params.paths (not by this test)."""
+    """What the service reads, as repo-relative paths: the folder `census-pipeline publish`
+    writes (Params.paths.serving_dir), with the names publish gives them (not this test)."""
     paths = load_params(REPO_ROOT / "params.yaml").paths
-    card = paths.model_card_html
-    files = [paths.model_file, paths.model_metadata, paths.verdict, card, card_seal_path(card)]
+    files = [paths.serving_dir / name for name in (MODEL, METADATA, VERDICT, CARD, SEAL)]
     return [str(file.relative_to(REPO_ROOT)) for file in files]
 
 
@@ -303,6 +303,8 @@ def test_dockerignore_lets_in_everything_the_build_copies() -> None:
         ".dvc/config.local",
         "dvc-storage/files/md5/ab/cdef",
         "data/raw/adult.data",
+        "models/model.txt",
+        "serving/publication.json",
         "data/clean/train.parquet",
         "reports/evaluation/test_predictions.parquet",
         "tests/conftest.py",

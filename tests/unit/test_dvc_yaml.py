@@ -157,7 +157,8 @@ def test_stages_follow_the_pipeline_order() -> None:
 
 @pytest.mark.parametrize("name", STAGE_NAMES)
 def test_stage_runs_its_cli_command_on_this_repos_params(name: str) -> None:
-    assert stages()[name]["cmd"] == f"census-pipeline {name} --params params.yaml"
+    # The project's own environment, by a path relative to the repository: no PATH needed.
+    assert stages()[name]["cmd"] == f".venv/bin/census-pipeline {name} --params params.yaml"
     assert name in typer.main.get_command(app).commands  # type: ignore[attr-defined]
 
 

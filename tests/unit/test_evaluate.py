@@ -25,11 +25,13 @@ def evaluated(tmp_path_factory: pytest.TempPathFactory) -> Params:
 def test_outputs_name_the_model_they_evaluate(evaluated: Params) -> None:
     paths = evaluated.paths
     model = read_json(paths.model_metadata)
-    metrics = read_json(paths.metrics)
-    assert metrics["model_sha256"] == model["model_sha256"]
-    assert metrics["model_version"] == model["model_version"]
+    identity = read_json(paths.evaluation_identity)
+    assert identity["model_sha256"] == model["model_sha256"]
+    assert identity["model_version"] == model["model_version"]
+    assert identity["threshold_rule"] == model["threshold_rule"]
     assert parquet_metadata(paths.test_predictions)[PREDICTIONS_MODEL_KEY] == model["model_sha256"]
-    assert metrics["outputs_sha256"] == {
+    assert identity["outputs_sha256"] == {
+        "metrics": sha256_file(paths.metrics),
         "slices": sha256_file(paths.slices),
         "test_predictions": sha256_file(paths.test_predictions),
     }
@@ -38,7 +40,7 @@ def test_outputs_name_the_model_they_evaluate(evaluated: Params) -> None:
 def test_metrics_record_the_bootstrap_and_the_rates_the_card_shows(evaluated: Params) -> None:
     metrics = read_json(evaluated.paths.metrics)
     ev = evaluated.evaluate
-    assert metrics["slice_settings"] == {
+    assert read_json(evaluated.paths.evaluation_identity)["slice_settings"] == {
         "confidence": ev.confidence,
         "bootstrap_resamples": ev.bootstrap_resamples,
         "min_slice_size": ev.min_slice_size,

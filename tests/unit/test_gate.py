@@ -17,8 +17,8 @@ from trust_samples import (
     FAIR_ON_FDR_CELLS,
     GOOD_METRICS,
     frame_from_cells,
+    identity,
     slices_table,
-    stamped,
     trust_project,
     write_metrics,
     write_predictions,
@@ -126,8 +126,8 @@ def test_a_missing_or_non_numeric_metric_is_an_error(
         metrics["brier"] = bad
     params = make()
     gate(params)  # an earlier blessing, which a gate that cannot judge must not leave behind
-    metrics = stamped(params, metrics)
     params.paths.metrics.write_text(json.dumps(metrics), encoding="utf-8")  # NaN as JSON's NaN
+    write_json_atomic(params.paths.evaluation_identity, identity(params))
     with pytest.raises(PipelineError, match=r"metrics\.json: metric 'brier'"):
         gate(params)
     assert not params.paths.verdict.exists()
@@ -297,6 +297,7 @@ def test_verdict_records_the_digest_of_every_input(good: Params) -> None:
     inputs = gate(good).inputs
     assert inputs == {
         "metrics": sha256_file(paths.metrics),
+        "evaluation_identity": sha256_file(paths.evaluation_identity),
         "slices": sha256_file(paths.slices),
         "audit_summary": sha256_file(paths.audit_summary),
         "model_metadata": sha256_file(paths.model_metadata),
@@ -304,25 +305,31 @@ def test_verdict_records_the_digest_of_every_input(good: Params) -> None:
     }
 
 
-def test_metrics_of_another_model_are_refused(blessed: Blessed) -> None:
+def test_an_evaluation_of_another_model_is_refused(blessed: Blessed) -> None:
     paths = blessed.params.paths
-    other = {**read_json(paths.metrics), "model_sha256": "e" * 64}
-    write_json_atomic(paths.metrics, other)
+    other = {**read_json(paths.evaluation_identity), "model_sha256": "e" * 64}
+    write_json_atomic(paths.evaluation_identity, other)
     blessed.refuses(r"evaluates model eeeeeeeeeeee, not the current")
 
 
-def test_metrics_without_a_model_identity_are_refused(blessed: Blessed) -> None:
+def test_an_evaluation_without_a_model_identity_is_refused(blessed: Blessed) -> None:
     paths = blessed.params.paths
-    old = read_json(paths.metrics)
+    old = read_json(paths.evaluation_identity)
     del old["model_sha256"]
-    write_json_atomic(paths.metrics, old)
+    write_json_atomic(paths.evaluation_identity, old)
     blessed.refuses(r"evaluates model \(not recorded\)")
 
 
 def test_slices_from_another_evaluation_are_refused(blessed: Blessed) -> None:
     weak = {("race", "Black"): {"recall_ci_high": 0.21}}
     slices_table(weak).to_csv(blessed.params.paths.slices, index=False)
-    blessed.refuses(r"slices\.csv: not the file the evaluation in metrics\.json wrote")
+    blessed.refuses(r"slices\.csv: not the file the evaluation in identity\.json wrote")
+
+
+def test_metrics_from_another_evaluation_are_refused(blessed: Blessed) -> None:
+    paths = blessed.params.paths
+    write_json_atomic(paths.metrics, {**read_json(paths.metrics), "roc_auc": 0.99})
+    blessed.refuses(r"metrics\.json: not the file the evaluation in identity\.json wrote")
 
 
 def test_predictions_scored_by_another_model_are_refused(blessed: Blessed) -> None:
@@ -479,3 +486,15 @@ def test_a_signed_verdict_is_promoted_with_its_signature(good: Params) -> None:
     gate(good, signing_key=Ed25519PrivateKey.generate())
     folder = promote(good)
     assert read_json(folder / "verdict.json")["signature"]["algorithm"] == "ed25519"
+
+
+def test_promote_refuses_a_hand_flipped_blessing(make: Callable[..., Params]) -> None:
+    params = make(metrics=_with(accuracy=0.80))
+    gate(params)
+    verdict = read_json(params.paths.verdict)
+    write_json_atomic(params.paths.verdict, {**verdict, "blessed": True})
+    with pytest.raises(
+        PipelineError, match=r"not a verdict the gate wrote \(blessed=True although"
+    ):
+        promote(params)
+    assert not (params.paths.baseline_dir / "verdict.json").exists()

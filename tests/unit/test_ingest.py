@@ -170,7 +170,7 @@ def test_rerun_without_a_source_keeps_the_last_ingest_and_its_provenance(
     params = _project(tmp_path / "project")
     ingest(params, source_dir=source)
     first = params.paths.raw_manifest.read_bytes()
-    entries = ingest(params).entries  # as `dvc repro` runs it: no source named
+    entries = ingest(params).entries  # rerun by hand, no source named
     assert params.paths.raw_manifest.read_bytes() == first
     assert entries["train"].source == "local-folder" and entries["train"].line_ending == "CRLF"
 

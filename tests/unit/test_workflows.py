@@ -26,7 +26,8 @@ from model_folders import check, write_folder
 from census_pipeline.config import Params, load_params
 from census_pipeline.files import json_bytes
 from census_pipeline.gate import signed
-from census_pipeline.signing import card_seal_path, keygen, signing_key_from_env
+from census_pipeline.publish import CARD, METADATA, MODEL, SEAL, VERDICT
+from census_pipeline.signing import keygen, signing_key_from_env
 from census_pipeline.verdict import Verdict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -114,7 +115,7 @@ def test_ci_tests_like_a_developer_then_runs_the_gated_pipeline() -> None:
     pipeline_recipe = makefile.split("\npipeline:", 1)[1].split("\n\n", 1)[0]
     assert "dvc repro" in pipeline_recipe
     stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
-    assert stages["gate"]["cmd"].startswith("census-pipeline gate")
+    assert stages["gate"]["cmd"].startswith(".venv/bin/census-pipeline gate")
 
 
 def test_ci_reports_even_when_the_gate_fails() -> None:
@@ -128,9 +129,11 @@ def test_ci_reports_even_when_the_gate_fails() -> None:
     assert "if" not in uploads["blessed-model"]
     shipped = set(uploads["blessed-model"]["with"]["path"].split())
     paths = load_params(REPO_ROOT / "params.yaml").paths
-    card = paths.model_card_html
-    needed = {paths.model_file, paths.model_metadata, paths.verdict, card, card_seal_path(card)}
+    needed = {paths.serving_dir / name for name in (MODEL, METADATA, VERDICT, CARD, SEAL)}
     assert shipped == {str(p.relative_to(REPO_ROOT)) for p in needed}
+    # Published (checked as the service checks) after the gated pipeline, before the upload.
+    runs = [s.get("run", "") for s in steps(flow)]
+    assert runs.index("make publish") > runs.index("make pipeline")
 
 
 # --- CD ---------------------------------------------------------------------------------------
@@ -159,9 +162,9 @@ def test_cd_deploys_the_blessed_model_of_that_very_ci_run() -> None:
     lines = run_lines(flow)
     check = next(i for i, line in enumerate(lines) if "require_blessed.py" in line)
     assert lines[check].split()[-3:] == [
-        "models/verdict.json",
-        "models/model.txt",
-        "models/model.json",
+        "serving/verdict.json",
+        "serving/model.txt",
+        "serving/model.json",
     ]
     build = next(i for i, line in enumerate(lines) if line.startswith("docker build"))
     assert check < build

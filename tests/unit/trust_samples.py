@@ -50,7 +50,6 @@ FAIR_ON_FDR_CELLS: dict[tuple[str, str], tuple[int, int, int, int]] = {
 
 GOOD_METRICS: dict[str, Any] = {
     "threshold": 0.37,
-    "threshold_rule": "maximise F1 on the validation split",
     "fbeta_beta": 1.0,
     "n": 16281,
     "positives": 3846,
@@ -67,8 +66,9 @@ GOOD_METRICS: dict[str, Any] = {
     "log_loss": 0.2771,
     "brier": 0.0889,
     "confusion_matrix": {"tn": 11227, "fp": 1208, "fn": 1004, "tp": 2842},
-    "slice_settings": {"confidence": 0.95, "bootstrap_resamples": 1000, "min_slice_size": 30},
 }
+THRESHOLD_RULE = "maximise F1 on the validation split"
+SLICE_SETTINGS = {"confidence": 0.95, "bootstrap_resamples": 1000, "min_slice_size": 30}
 
 
 def frame_from_rows(rows: tuple[tuple[str, str, int, int], ...], repeat: int = 1) -> pd.DataFrame:
@@ -130,11 +130,10 @@ def metadata(model_text: bytes = b"tree\n") -> dict[str, Any]:
     digest = sha256_bytes(model_text)
     return {
         "model_version": f"0.1.0+{digest[:12]}",
-        "created_at": "2026-01-02T03:04:05+00:00",
         "model_sha256": digest,
         "train_data_sha256": "ab" * 32,
         "threshold": GOOD_METRICS["threshold"],
-        "threshold_rule": GOOD_METRICS["threshold_rule"],
+        "threshold_rule": THRESHOLD_RULE,
         "fbeta_beta": 1.0,
         "params": {"learning_rate": 0.05, "num_leaves": 31, "feature_fraction": 0.8, "seed": 42},
         "num_trees": 412,
@@ -144,7 +143,6 @@ def metadata(model_text: bytes = b"tree\n") -> dict[str, Any]:
             "num_model_per_iteration": 1,
             "num_features": 3,
         },
-        "git_commit": "0123456789abcdef0123456789abcdef01234567",
         "validation_metrics": {"roc_auc": 0.931, "f1": 0.725},
         "tuning": {"selection": "lowest validation log loss", "candidates": [{}, {}]},
         "feature_names": ["age", "race", "sex"],
@@ -186,14 +184,16 @@ def write_predictions(params: Params, frame: pd.DataFrame, model_sha256: str | N
     write_bytes_atomic(params.paths.test_predictions, data)
 
 
-def stamped(params: Params, metrics: dict[str, Any]) -> dict[str, Any]:
-    """`metrics` with the identity evaluate records: the model and the files written beside it."""
+def identity(params: Params) -> dict[str, Any]:
+    """The identity evaluate records: the model, its settings and the files written."""
     paths = params.paths
     return {
-        **metrics,
         "model_version": metadata()["model_version"],
         "model_sha256": metadata()["model_sha256"],
+        "threshold_rule": THRESHOLD_RULE,
+        "slice_settings": SLICE_SETTINGS,
         "outputs_sha256": {
+            "metrics": sha256_file(paths.metrics),
             "slices": sha256_file(paths.slices),
             "test_predictions": sha256_file(paths.test_predictions),
         },
@@ -201,7 +201,9 @@ def stamped(params: Params, metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_metrics(params: Params, metrics: dict[str, Any]) -> None:
-    write_json_atomic(params.paths.metrics, stamped(params, metrics))
+    """metrics.json (numbers only) and identity.json naming it, as evaluate writes them."""
+    write_json_atomic(params.paths.metrics, metrics)
+    write_json_atomic(params.paths.evaluation_identity, identity(params))
 
 
 def data_report() -> dict[str, Any]:

@@ -116,8 +116,9 @@ def load_served_model(settings: Settings) -> ServedModel:
     """The model the shared trust check (`census_pipeline.trust`) lets this service use."""
     if not settings.model_dir.is_dir():
         raise PipelineError(
-            f"{settings.model_dir}: model folder not found: run `census-pipeline train` (and "
-            "`gate`), or set CENSUS_API_MODEL_DIR to the folder holding model.txt and model.json"
+            f"{settings.model_dir}: model folder not found: run the pipeline and `census-pipeline "
+            "publish` (`make run` does both), or set CENSUS_API_MODEL_DIR to the folder holding "
+            "model.txt and model.json"
         )
     try:
         trusted = load_trusted_model(settings.model_dir, allow_unblessed=settings.allow_unblessed)
@@ -134,7 +135,6 @@ def load_served_model(settings: Settings) -> ServedModel:
         model_sha256=metadata.model_sha256,
         metadata_sha256=trusted.metadata_sha256,
         train_data_sha256=metadata.train_data_sha256,
-        created_at=metadata.created_at,
         num_trees=metadata.num_trees,
         threshold=metadata.threshold,
         features=list(metadata.feature_names),

@@ -97,6 +97,7 @@ def _body_limits(settings: Settings) -> BodyLimits:
         per_path=dict.fromkeys(record_routes, settings.max_record_body_bytes),
         settings=dict.fromkeys(record_routes, "CENSUS_API_MAX_RECORD_BODY_BYTES"),
         default_setting="CENSUS_API_MAX_BODY_BYTES",
+        error_keys=dict.fromkeys(oip.body_paths(), oip.ERROR_KEY),
     )
 
 

@@ -24,7 +24,7 @@ import asyncio
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi.routing import iter_route_contexts
 from starlette.routing import BaseRoute, compile_path
@@ -49,9 +49,9 @@ def is_json(content_type: bytes | None) -> bool:
     )
 
 
-async def send_error(send: Send, status: int, detail: str) -> None:
-    """Answer with the service's error shape without going through the app."""
-    body = json.dumps({"detail": detail}).encode()
+async def send_error(send: Send, status: int, detail: str, key: str = "detail") -> None:
+    """Answer with the service's error shape (`{key: detail}`) without going through the app."""
+    body = json.dumps({key: detail}).encode()
     await send(
         {
             "type": "http.response.start",
@@ -78,6 +78,9 @@ class BodyLimits:
     # The setting an operator changes, named in the 413 (by path; the default's otherwise).
     settings: Mapping[str, str]
     default_setting: str
+    # Routes whose protocol names its errors' key otherwise (by path: the Open Inference
+    # Protocol's `{"error": ...}`); the service's own `{"detail": ...}` elsewhere.
+    error_keys: Mapping[str, str] = field(default_factory=dict)
 
 
 class RequestGuard:
@@ -111,23 +114,25 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         template, limit = found
+        key = self.limits.error_keys.get(template, "detail")
         declared = _header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await send_error(send, 413, self._too_large(template, limit))
+            await send_error(send, 413, self._too_large(template, limit), key)
             return
         try:
             async with asyncio.timeout(self.limits.timeout_s):
                 body = await self._read_body(receive, limit)
         except TimeoutError:
-            await send_error(send, 408, self._too_slow())
+            await send_error(send, 408, self._too_slow(), key)
             return
         except asyncio.CancelledError:
             # The server cancels what still runs when its graceful shutdown times out: a body
             # still arriving then gets a clear answer rather than an error logged as ours.
-            await send_error(send, 503, "shutting down: the request body did not arrive in time")
+            message = "shutting down: the request body did not arrive in time"
+            await send_error(send, 503, message, key)
             return
         if body is None:
-            await send_error(send, 413, self._too_large(template, limit))
+            await send_error(send, 413, self._too_large(template, limit), key)
             return
         await self.app(scope, _replay(body, receive), send)
 

@@ -253,7 +253,6 @@ class ModelInfo(BaseModel):
     model_sha256: str
     metadata_sha256: str
     train_data_sha256: str
-    created_at: str
     num_trees: int
     threshold: float
     features: list[str]

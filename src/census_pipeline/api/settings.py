@@ -27,13 +27,14 @@ LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 
 
 def default_model_dir() -> Path:
-    """The repository's `models/`, where `census-pipeline train` and `gate` write."""
-    return _REPO_ROOT / "models"
+    """The repository's `serving/`, written only by `census-pipeline publish` (never by a
+    pipeline stage, so a failed experiment cannot take the served model away)."""
+    return _REPO_ROOT / "serving"
 
 
 def default_model_card() -> Path:
-    """The repository's rendered model card, written by `census-pipeline card`."""
-    return _REPO_ROOT / "reports" / "card" / "model_card.html"
+    """The model card `census-pipeline publish` copied beside the served model."""
+    return _REPO_ROOT / "serving" / "model_card.html"
 
 
 class Settings(BaseSettings):

@@ -85,7 +85,10 @@ def _scored(predictor: Predictor, valid: pd.DataFrame, model_version: str) -> pd
         np.zeros(len(valid), dtype=np.int8),  # type: ignore[arg-type]
         dtype=pd.CategoricalDtype([model_version]),
     )
-    return valid.assign(probability=result.probabilities, label=labels, model_version=versions)
+    columns: dict[Any, Any] = {name: valid[name] for name in valid}
+    columns.update(probability=result.probabilities, label=labels, model_version=versions)
+    # A new frame over the same columns, not `assign` (which copies every input column).
+    return pd.DataFrame(columns, copy=False)
 
 
 def _write_part(job: Job, stem: str, frame: pd.DataFrame) -> None:

@@ -79,11 +79,12 @@ def check_rows(frame: pd.DataFrame) -> CheckedRows:
         bad |= check.bad
     positions = np.flatnonzero(bad)
     reasons = ["; ".join(str(c.reasons[i]) for c in checks.values() if c.bad[i]) for i in positions]
-    keep = ~bad
-    valid = frame.loc[keep].copy() if positions.size else frame.copy()
-    for name, check in checks.items():
-        valid[name] = check.typed[keep] if positions.size else check.typed
-    return CheckedRows(valid.reset_index(drop=True), positions.astype(np.int64), reasons)
+    # Built column by column without copying (copy=False): a piece is large, the check cheap.
+    columns = {name: checks[name].typed if name in checks else frame[name] for name in frame}
+    valid = pd.DataFrame(columns, copy=False)
+    if positions.size:
+        valid = valid.loc[~bad].reset_index(drop=True)
+    return CheckedRows(valid, positions.astype(np.int64), reasons)
 
 
 def _check_column(name: str, column: pd.Series[Any]) -> _ColumnCheck:

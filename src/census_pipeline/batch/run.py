@@ -233,6 +233,7 @@ def _write_quarantine(summaries: pd.DataFrame, job: Job, quarantine: str) -> str
     """
     offsets = summaries.groupby("source")["rows"].cumsum() - summaries["rows"]
     fs, folder = url_to_fs(f"{job.folder}/{QUARANTINE_PARTS}")
+    fs.invalidate_cache()  # the workers wrote here; an object store's listing cache is stale
     first = True
     first_invalid: str | None = None
     with _open_atomic(quarantine) as handle:
@@ -287,14 +288,26 @@ def _publish(folder: str, output: str, result: BatchResult) -> None:
         fs.rm(f"{path}/{QUARANTINE_PARTS}", recursive=True)
     with fs.open(f"{path}/{SUMMARY_FILE}", "wb") as handle:
         handle.write(json_bytes(dict(result.__dict__)))
+    fs.invalidate_cache()  # an object store's cached listing would still hold the removed parts
     _, target = url_to_fs(output)
     if fs.exists(target):
         old = _temporary_sibling(target)
-        fs.mv(target, old, recursive=True)
-        fs.mv(path, target, recursive=True)
+        _move_folder(fs, target, old)
+        _move_folder(fs, path, target)
         fs.rm(old, recursive=True)
     else:
-        fs.mv(path, target, recursive=True)
+        _move_folder(fs, path, target)
+
+
+def _move_folder(fs: Any, source: str, target: str) -> None:
+    """A rename on a local disk; on an object store a copy of every object, then a delete
+    (fsspec's recursive `mv` also tries to copy the folder itself, which is no object there)."""
+    if isinstance(fs, LocalFileSystem):
+        fs.mv(source, target, recursive=True)
+        return
+    for name in fs.find(source):
+        fs.copy(name, target + name[len(source) :])
+    fs.rm(source, recursive=True)
 
 
 def _remove(folder: str) -> None:

@@ -298,6 +298,7 @@ def _parse_csv(data: bytes, start: int, piece: Piece, *, numbers_as_text: bool) 
             comment=piece.comment,
             quoting=csv.QUOTE_NONE,
             engine="c",
+            low_memory=False,  # one dtype per column for the whole piece, not per chunk
         )
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         raise PipelineError(f"{piece.url}: {_parse_problem(data, start, piece, exc)}") from None

@@ -38,12 +38,14 @@ from census_pipeline.api.settings import Settings
 from census_pipeline.api.tracking import REQUEST_ID_HEADER, tracker
 
 SERVER_NAME = "census-pipeline"
+ERROR_KEY = "error"  # the protocol's errors are {"error": "..."}
 BINARY_HEADER = b"inference-header-content-length"
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": InferenceError, "description": "The request breaks the protocol or a rule."},
     401: {"model": InferenceError, "description": "API key missing or wrong (when set)."},
     404: {"model": InferenceError, "description": "No such model or version."},
+    408: {"model": InferenceError, "description": "Body not received within the deadline."},
     413: {"model": InferenceError, "description": "Body or batch over the size limit."},
     415: {"model": InferenceError, "description": "A compressed body (Content-Encoding)."},
     503: {"model": InferenceError, "description": "Model not loaded yet."},
@@ -51,7 +53,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
+    return JSONResponse({ERROR_KEY: message}, status_code=status, headers=headers)
 
 
 class OipRoute(APIRoute):
@@ -233,3 +235,8 @@ def component_schemas() -> dict[str, Any]:
     schema = InferenceRequest.model_json_schema(ref_template="#/components/schemas/{model}")
     parts: dict[str, Any] = schema.pop("$defs", {})
     return {**parts, "InferenceRequest": schema}
+
+
+def body_paths() -> list[str]:
+    """The inference routes' paths: the body guard answers their 413/408 as `{"error"}` too."""
+    return [route.path for route in inference.routes if isinstance(route, APIRoute)]
