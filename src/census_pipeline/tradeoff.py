@@ -44,6 +44,7 @@ from census_pipeline.files import all_or_nothing, json_bytes, replace_all
 from census_pipeline.predict import FeatureEncoder, ThresholdRule
 from census_pipeline.schema import CROSS
 from census_pipeline.train import (
+    effective_settings,
     fit_candidate,
     fixed_lightgbm_params,
     labels_of,
@@ -176,11 +177,13 @@ def _fit(
         free_raw_data=False,
     )
     validation = dataset.create_valid(x[val_rows], y[val_rows])
-    base = {**params.train.lightgbm, **fixed_lightgbm_params(params.train, params.seed)}
+    # The search's choice applied exactly as train applies it (tuning/best.json).
+    settings, _ = effective_settings(params)
+    base = {**settings.lightgbm, **fixed_lightgbm_params(settings, params.seed)}
     tuning = metadata.tuning
     chosen = tuning["candidates"][tuning["chosen"]]["params"] if tuning.get("candidates") else {}
     # Early-stopped: predict() uses the best iteration, as the saved model does.
-    return fit_candidate(base, chosen, dataset, validation, params.train).booster
+    return fit_candidate(base, chosen, dataset, validation, settings).booster
 
 
 def threshold_groups(fitted: GroupThresholds, frame: pd.DataFrame) -> NDArray[np.object_]:
