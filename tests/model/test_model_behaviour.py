@@ -37,7 +37,11 @@ def predictor(trained_project: Params) -> Predictor:
 def with_fnlgt(tmp_path_factory: pytest.TempPathFactory, clean_project: Params) -> Predictor:
     """The same recipe with fnlgt kept as a feature (no tuning, to stay quick)."""
     root: Path = tmp_path_factory.mktemp("with_fnlgt")
-    overrides: dict[str, object] = {"train.exclude_features": [], "train.tuning_grid": {}}
+    overrides: dict[str, object] = {
+        "train.use_tuned": False,
+        "train.exclude_features": [],
+        "train.tuning_grid": {},
+    }
     params = trained_variant(root, clean_project, overrides)
     return Predictor.load(params.paths.model_dir)
 
