@@ -8,67 +8,27 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import tritonclient.http as triton
 from api.oip_samples import table_records
-from conftest import free_port
+from live_server import serving
 from tritonclient.utils import InferenceServerException
 
 from census_pipeline.config import Params
 from census_pipeline.schema import FEATURES, NUMERIC_RANGES
 
-CLI = str(Path(sys.executable).with_name("census-pipeline"))
-START_TIMEOUT_S = 60.0
 ROWS = 1000
 
 
 @pytest.fixture(scope="module")
 def server(carded_project: Params, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`host:port` of a real server on the session's model; stopped by its PID afterwards."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CENSUS_API_")}
-    env["CENSUS_API_MODEL_DIR"] = str(carded_project.paths.model_dir)
-    env["CENSUS_API_MODEL_CARD_PATH"] = str(carded_project.paths.model_card_html)
-    log = tmp_path_factory.mktemp("oip-server") / "server.log"
-    command = [CLI, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    with log.open("wb") as sink:
-        process = subprocess.Popen(command, env=env, stdout=sink, stderr=sink)
-    try:
-        _wait_ready(process, f"http://127.0.0.1:{port}", log)
-        yield f"127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _wait_ready(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"server exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"{url}/v2/health/ready", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"server not ready after {START_TIMEOUT_S}s:\n{log.read_text()}")
+    """`host:port` of a real server on the session's model (the shared live-server helper)."""
+    with serving(carded_project, tmp_path_factory.mktemp("oip-server")) as started:
+        yield f"127.0.0.1:{started.port}"
 
 
 @pytest.fixture(scope="module")
