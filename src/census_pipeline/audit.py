@@ -161,9 +161,15 @@ def _as_text(column: pd.Series) -> pd.Series:
     return column.astype(object).where(column.notna(), "(missing)").astype(str).astype(object)
 
 
-def group_table(frame: pd.DataFrame, cfg: AuditParams) -> pd.DataFrame:
-    """One row per (attribute, group): counts, metrics, disparities, p-values and statuses."""
-    raw = _run_aequitas(frame, cfg)
+def group_table(
+    frame: pd.DataFrame, cfg: AuditParams, aequitas_significance: bool = True
+) -> pd.DataFrame:
+    """One row per (attribute, group): counts, metrics, disparities, p-values and statuses.
+
+    The statuses rest on our own Fisher tests (`_judge_parity`); Aequitas's own significance
+    tests (the `*_aequitas_p` columns, shown beside them in the audit report) are most of its
+    run time, so callers that only read the statuses can skip them (their columns are NaN)."""
+    raw = _run_aequitas(frame, cfg, aequitas_significance)
     table = _tidy(raw)
     table["is_reference"] = [
         cfg.reference_groups[a] == g
@@ -181,7 +187,7 @@ def group_table(frame: pd.DataFrame, cfg: AuditParams) -> pd.DataFrame:
     return table
 
 
-def _run_aequitas(frame: pd.DataFrame, cfg: AuditParams) -> pd.DataFrame:
+def _run_aequitas(frame: pd.DataFrame, cfg: AuditParams, significance: bool) -> pd.DataFrame:
     from aequitas import Audit
 
     attributes = list(cfg.audited_attributes)
@@ -204,7 +210,7 @@ def _run_aequitas(frame: pd.DataFrame, cfg: AuditParams) -> pd.DataFrame:
         job.audit(
             bias_args={
                 "input_group_metrics": list(_METRICS),
-                "check_significance": True,
+                "check_significance": significance,
                 "mask_significance": False,
                 "selected_significance": list(_AEQUITAS_TESTED),
             }
@@ -227,10 +233,17 @@ def _tidy(raw: pd.DataFrame) -> pd.DataFrame:
     table[counts] = table[counts].astype(int)
     for metric in _METRICS:
         table[f"{metric}_disparity"] = renamed[f"{metric}_disparity"].astype(float)
-    table["prev_aequitas_p"] = renamed["label_value_significance"].astype(float)
+    table["prev_aequitas_p"] = _column(renamed, "label_value_significance")
     for metric in _AEQUITAS_TESTED:
-        table[f"{metric}_aequitas_p"] = renamed[f"{metric}_significance"].astype(float)
+        table[f"{metric}_aequitas_p"] = _column(renamed, f"{metric}_significance")
     return table.reset_index(drop=True)
+
+
+def _column(raw: pd.DataFrame, name: str) -> pd.Series:
+    """A float column of Aequitas's output, NaN throughout when it was not computed."""
+    if name in raw.columns:
+        return raw[name].astype(float)
+    return pd.Series(np.nan, index=raw.index, dtype=float)
 
 
 def _judge_parity(table: pd.DataFrame, parity: str, cfg: AuditParams) -> None:

@@ -77,7 +77,7 @@ def _evaluation(params: Params) -> tuple[dict[str, Any], pd.DataFrame, dict[Path
         test = read_clean_table(paths.clean_test)
         scored = predictor.predict_frame(test)
         meta = predictor.metadata
-        contributions = predictor.contributions_frame(test)
+        contributions = predictor.contributions_frame(test, num_threads=0)
         importance = feature_importance(predictor.feature_names, contributions)
     scores = scored.probabilities
     label = labels_of(test)
