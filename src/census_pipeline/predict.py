@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 _PREDICT_NORMAL = 0  # C_API_PREDICT_NORMAL: probabilities for a binary objective
+_PREDICT_CONTRIB = 3  # C_API_PREDICT_CONTRIB: SHAP values, one per feature, then the baseline
 # The LightGBM releases whose C API (the fast single-row calls, LGBM_BoosterCalcNumPredict) and
 # private `_LIB` / `Booster._handle` this module was checked against; a test pins it, so an
 # upgrade outside it fails until someone re-reads c_api.h and widens the range.
@@ -263,22 +264,27 @@ class ThresholdRule:
 class _FastSingleRow:
     """LightGBM's C fast path for one row: a prepared config plus reusable buffers.
 
-    The output buffer is sized from LightGBM's own answer (`LGBM_BoosterCalcNumPredict` for one
-    row), and anything but one number per row is refused: the C call writes as many numbers as
-    the model produces, whatever the buffer holds. One lock guards the shared buffers and the
-    call, so a threaded web server is safe; the call takes microseconds and ctypes releases the
-    GIL during it.
+    `predict_type` is a normal prediction (one probability) or contributions (one SHAP value
+    per feature plus the baseline). The output buffer is sized from LightGBM's own answer
+    (`LGBM_BoosterCalcNumPredict` for one row), and anything but the size that type implies
+    is refused: the C call writes as many numbers as the model produces, whatever the buffer
+    holds. One lock guards the shared buffers and the call, so a threaded web server is safe;
+    ctypes releases the GIL during the call, which is the whole of the work: nothing else in
+    the process waits on it.
     """
 
-    def __init__(self, booster: lgb.Booster, num_features: int):
+    def __init__(
+        self, booster: lgb.Booster, num_features: int, predict_type: int = _PREDICT_NORMAL
+    ):
         lib = _lib()
         self._predict = lib.LGBM_BoosterPredictForMatSingleRowFast
         self._row = np.zeros(num_features, dtype=np.float64)
-        self._out = np.zeros(_outputs_per_row(booster), dtype=np.float64)
-        if self._out.size != 1:
+        self._out = np.zeros(_outputs_per_row(booster, predict_type), dtype=np.float64)
+        expected = 1 if predict_type == _PREDICT_NORMAL else num_features + 1
+        if self._out.size != expected:
             raise PipelineError(
-                f"the model produces {self._out.size} numbers per row; only single-output "
-                "binary models can be served"
+                f"the model produces {self._out.size} numbers per row where a single-output "
+                f"binary model produces {expected}; only such models can be served"
             )
         self._out_len = ctypes.c_int64(0)
         self._row_ptr = self._row.ctypes.data_as(ctypes.c_void_p)
@@ -287,7 +293,7 @@ class _FastSingleRow:
         _check(
             lib.LGBM_BoosterPredictForMatSingleRowFastInit(
                 booster._handle,
-                ctypes.c_int(_PREDICT_NORMAL),
+                ctypes.c_int(predict_type),
                 ctypes.c_int(0),
                 ctypes.c_int(-1),
                 ctypes.c_int(_DTYPE_FLOAT64),
@@ -302,31 +308,39 @@ class _FastSingleRow:
 
     def predict(self, encoder: FeatureEncoder, record: Mapping[str, Any]) -> float:
         with self._lock:
-            if not self._handle.value:
-                raise RuntimeError("this predictor was closed")
-            encoder.encode_record(record, self._row)
-            _check(
-                self._predict(
-                    self._handle, self._row_ptr, ctypes.byref(self._out_len), self._out_ptr
-                )
+            return float(self._run(encoder, record)[0])
+
+    def values(self, encoder: FeatureEncoder, record: Mapping[str, Any]) -> list[float]:
+        with self._lock:
+            values: list[float] = self._run(encoder, record).tolist()  # a copy, under the lock
+            return values
+
+    def _run(self, encoder: FeatureEncoder, record: Mapping[str, Any]) -> NDArray[np.float64]:
+        if not self._handle.value:
+            raise RuntimeError("this predictor was closed")
+        encoder.encode_record(record, self._row)
+        _check(
+            self._predict(self._handle, self._row_ptr, ctypes.byref(self._out_len), self._out_ptr)
+        )
+        if self._out_len.value != self._out.size:  # never with a binary model; checked
+            raise RuntimeError(
+                f"LightGBM wrote {self._out_len.value} numbers for one row, not {self._out.size}"
             )
-            if self._out_len.value != 1:  # never with a binary model; checked, not assumed
-                raise RuntimeError(f"LightGBM wrote {self._out_len.value} numbers for one row")
-            return float(self._out[0])
+        return self._out
 
     def close(self) -> None:
         with self._lock:
             self._finalizer()
 
 
-def _outputs_per_row(booster: lgb.Booster) -> int:
-    """How many numbers LightGBM writes when it predicts one row (normal prediction, all trees)."""
+def _outputs_per_row(booster: lgb.Booster, predict_type: int = _PREDICT_NORMAL) -> int:
+    """How many numbers LightGBM writes when it predicts one row (all trees)."""
     count = ctypes.c_int64(0)
     _check(
         _lib().LGBM_BoosterCalcNumPredict(
             booster._handle,
             ctypes.c_int(1),
-            ctypes.c_int(_PREDICT_NORMAL),
+            ctypes.c_int(predict_type),
             ctypes.c_int(0),
             ctypes.c_int(-1),
             ctypes.byref(count),
@@ -369,6 +383,12 @@ class Predictor:
         self.num_threads = num_threads
         self.encoder = FeatureEncoder(metadata.feature_names, metadata.categories)
         self._fast = _FastSingleRow(booster, len(metadata.feature_names))
+        # One contributions config per thread that explains (the service's explain pool):
+        # those threads then never wait on each other's TreeSHAP.
+        self._explainer_of_thread = threading.local()
+        self._explainers: list[_FastSingleRow] = []
+        self._explainers_lock = threading.Lock()
+        self._closed = False
 
     @classmethod
     def from_files(cls, model_file: Path, metadata_file: Path, num_threads: int = 1) -> Predictor:
@@ -432,12 +452,22 @@ class Predictor:
 
         They add up, with `expected_log_odds`, to the record's log-odds.
         """
-        row = np.empty((1, len(self.feature_names)), dtype=np.float64)
-        self.encoder.encode_record(record, row[0])
-        values = np.asarray(
-            self._booster.predict(row, pred_contrib=True, num_threads=self.num_threads)
-        )[0]
-        return dict(zip(self.feature_names, (float(v) for v in values[:-1]), strict=True))
+        values = self._explainer().values(self.encoder, record)
+        return dict(zip(self.feature_names, values[:-1], strict=True))
+
+    def _explainer(self) -> _FastSingleRow:
+        """This thread's contributions config (LightGBM's C single-row call, one thread):
+        the GIL is held for microseconds around milliseconds of TreeSHAP, so the event loop
+        that hands explanations to a pool keeps answering while they run."""
+        explainer: _FastSingleRow | None = getattr(self._explainer_of_thread, "fast", None)
+        if explainer is None:
+            with self._explainers_lock:
+                if self._closed:
+                    raise RuntimeError("this predictor was closed")
+                explainer = _FastSingleRow(self._booster, len(self.feature_names), _PREDICT_CONTRIB)
+                self._explainers.append(explainer)
+            self._explainer_of_thread.fast = explainer
+        return explainer
 
     def contributions_many(self, records: Sequence[Mapping[str, Any]]) -> NDArray[np.float64]:
         """`contributions_one` for a whole batch in one LightGBM call: one row per record, one
@@ -471,6 +501,10 @@ class Predictor:
     def close(self) -> None:
         """Free the C prediction config now rather than at garbage collection."""
         self._fast.close()
+        with self._explainers_lock:
+            self._closed = True
+            for explainer in self._explainers:
+                explainer.close()
 
     def __enter__(self) -> Predictor:
         return self

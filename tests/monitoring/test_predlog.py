@@ -1,5 +1,6 @@
 """The prediction log on a real SQLite file: migrations, the writer, redaction, retention,
-feedback. (PostgreSQL: test_postgres.py.)"""
+feedback. The writer's inserts (one statement per dialect) also run on a real PostgreSQL;
+the service end to end on PostgreSQL: test_e2e_postgres.py."""
 
 from __future__ import annotations
 
@@ -27,7 +28,10 @@ from census_pipeline.predlog.writer import (
     Scored,
     WriterSettings,
     delete_older_than,
+    insert_rows,
 )
+
+from .postgres import PostgresServer
 
 HIGH_EARNER: dict[str, Any] = {**EXAMPLE_RECORD, "age": 45, "education-num": 16}
 LOW_EARNER: dict[str, Any] = {**EXAMPLE_RECORD, "age": 19, "sex": "Female"}
@@ -58,6 +62,21 @@ def url(tmp_path: Path) -> str:
     return sqlite_url(tmp_path / "logs" / "predictions.sqlite")
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def writer_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Both databases the writer inserts into (each has its own INSERT), empty each time."""
+    if request.param == "sqlite":
+        return sqlite_url(tmp_path / "logs" / "predictions.sqlite")
+    server: PostgresServer = request.getfixturevalue("postgres")
+    engine = make_engine(server.url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "DROP TABLE IF EXISTS feedback, predictions, alembic_version CASCADE"
+        )
+    engine.dispose()
+    return server.url
+
+
 def test_migrations_create_the_tables_once_and_are_idempotent(url: str) -> None:
     engine = make_engine(url)
     assert current_revision(engine) is None
@@ -73,7 +92,8 @@ def test_migrations_create_the_tables_once_and_are_idempotent(url: str) -> None:
     assert mode == "wal"
 
 
-def test_the_writer_logs_every_record_with_its_id_and_inputs(url: str) -> None:
+def test_the_writer_logs_every_record_with_its_id_and_inputs(writer_url: str) -> None:
+    url = writer_url
     log = PredictionLog(url, FAST)
     log.start()
     log.submit(scored("abc-1", [HIGH_EARNER], route="predict"))
@@ -87,6 +107,22 @@ def test_the_writer_logs_every_record_with_its_id_and_inputs(url: str) -> None:
     assert logged[0]["education_num"] == 16 and logged[0]["route"] == "predict"
     assert logged[0]["redacted"] is None and logged[0]["pseudonyms"] is None
     assert log.status().dropped == 0 and log.status().state == "stopped"
+
+
+def test_a_retried_batch_adds_only_the_rows_not_yet_written(writer_url: str) -> None:
+    """A commit whose reply was lost is retried: the rows already there are skipped (on
+    PostgreSQL, COPY's unique violation falls back to the skipping INSERT), nothing fails."""
+    engine = make_engine(writer_url)
+    upgrade(engine)
+    log = PredictionLog(writer_url, FAST)
+    first = log._rows(scored("r-1", [HIGH_EARNER, LOW_EARNER]))
+    again = [*first, *log._rows(scored("r-2", [LOW_EARNER]))]
+    with engine.begin() as connection:
+        insert_rows(connection, first)
+    with engine.begin() as connection:
+        insert_rows(connection, again)
+    assert [r["id"] for r in rows(engine)] == ["r-1:0", "r-1:1", "r-2:0"]
+    engine.dispose()
 
 
 def test_a_full_queue_drops_and_counts_without_blocking(url: str) -> None:
@@ -118,7 +154,8 @@ def test_a_dead_database_never_blocks_submit_and_records_are_counted(tmp_path: P
     log.close(timeout_s=1)
 
 
-def test_redaction_omits_and_hashes_chosen_fields(url: str) -> None:
+def test_redaction_omits_and_hashes_chosen_fields(writer_url: str) -> None:
+    url = writer_url
     key = b"a-secret-key-of-16+"
     redaction = Redaction.of(["fnlgt", "native-country"], ["age", "race"], key)
     log = PredictionLog(url, FAST, redaction)

@@ -162,6 +162,22 @@ def test_concurrent_threads_get_their_own_answers(
     assert results == expected * 4
 
 
+def test_one_records_contributions_equal_lightgbms_own_from_any_thread(
+    predictor: Predictor, table: pd.DataFrame
+) -> None:
+    """The single-row C path (one config per thread) against Booster.predict(pred_contrib)."""
+    rows = records(table)[:60]
+    expected = predictor.contributions_many(rows)  # through Booster.predict
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        explained = list(pool.map(predictor.contributions_one, rows * 3))
+    names = predictor.feature_names
+    for row, one in zip(np.tile(expected, (3, 1)), explained, strict=True):
+        assert [one[name] for name in names] == pytest.approx(row.tolist(), rel=0, abs=1e-12)
+    predictor.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        predictor.contributions_one(rows[0])
+
+
 def test_a_closed_predictor_refuses_to_score(predictor: Predictor, record: dict[str, Any]) -> None:
     with predictor:
         predictor.probability_one(record)

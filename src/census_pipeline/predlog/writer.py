@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, delete
+from sqlalchemy import Connection, Engine, delete
 
 from census_pipeline.predlog.database import make_engine, redact, upgrade
 from census_pipeline.predlog.privacy import Redaction
@@ -163,16 +163,16 @@ class PredictionLog:
     def _step(self) -> None:
         engine = self._connect()
         if not self._retry:
-            if not self._queued:
+            # Gather a batch: each write costs round trips (a ping, BEGIN, COMMIT), so writing
+            # whatever a few requests queued meanwhile cost more than the rows themselves.
+            full = self._queued >= self.settings.batch_size
+            if not full and not self._stopping.is_set():
                 self._wake.wait(self.settings.flush_seconds)
                 self._wake.clear()
             self._retry = self._take()
         if self._retry:
             with engine.begin() as connection:
-                # Straight to the driver's executemany with tuples: SQLAlchemy's per-row
-                # parameter handling cost more CPU than the database's work (the writer shares
-                # the worker's core and GIL with the requests).
-                connection.exec_driver_sql(_insert_sql(engine), self._retry)
+                insert_rows(connection, self._retry)
             with self._lock:
                 self._queued -= len(self._retry)
             self.written += len(self._retry)
@@ -259,14 +259,45 @@ COLUMNS = (
 )  # fmt: skip
 
 
-def _insert_sql(engine: Engine) -> str:
+def _insert_sql(paramstyle: str) -> str:
     """INSERT that skips ids already there (a batch retried after a lost commit reply), in the
     driver's own placeholder style (SQLite: ?, psycopg: %s)."""
-    mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+    mark = "?" if paramstyle == "qmark" else "%s"
     return (
         f"INSERT INTO {predictions.name} ({', '.join(COLUMNS)}) "
         f"VALUES ({', '.join([mark] * len(COLUMNS))}) ON CONFLICT (id) DO NOTHING"
     )
+
+
+def insert_rows(connection: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Rows in `COLUMNS` order, straight to the driver: SQLAlchemy's per-row parameter
+    handling cost more CPU than the database's work, and the writer shares the worker's core
+    and GIL with the requests.
+
+    PostgreSQL gets the rows by COPY (psycopg formats them in C: about a seventh of the CPU of
+    `executemany`) inside a savepoint; COPY cannot skip ids already there, so when a retried
+    batch meets its own earlier rows, the savepoint is rolled back and the batch goes through
+    the INSERT that skips them."""
+    if connection.dialect.name == "postgresql":
+        import psycopg
+
+        try:
+            with connection.begin_nested():
+                _copy(connection, rows)
+            return
+        except psycopg.errors.UniqueViolation:
+            pass
+    connection.exec_driver_sql(_insert_sql(connection.dialect.paramstyle), rows)
+
+
+def _copy(connection: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        with cursor.copy(f"COPY {predictions.name} ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+    finally:
+        cursor.close()
 
 
 def delete_older_than(engine: Engine, cutoff: float) -> int:
