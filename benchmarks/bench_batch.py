@@ -187,7 +187,10 @@ def scheduler_check(
     if run.returncode != 0:
         raise SystemExit(f"predict through the scheduler failed:\n{run.stdout}{run.stderr}")
     scored = pd.read_parquet(output)
-    frame = pd.read_csv(source, skipinitialspace=True, na_values=["?"], keep_default_na=False)
+    # Whole-file type inference (low_memory=False): the broken rows make a column mixed.
+    frame = pd.read_csv(
+        source, skipinitialspace=True, na_values=["?"], keep_default_na=False, low_memory=False
+    )
     checked = check_rows(frame)
     with Predictor.load(model_dir) as predictor:
         expected = predictor.predict_frame(checked.valid).probabilities

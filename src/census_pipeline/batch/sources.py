@@ -123,6 +123,9 @@ def _renumbered(piece: Piece, index: int) -> Piece:
     return Piece(**{**piece.__dict__, "index": index})
 
 
+IN_MEMORY_CELL_BYTES = 8
+
+
 def _parquet_pieces(url: str, blocksize: int) -> list[Piece]:
     import pyarrow.parquet as pq
 
@@ -136,12 +139,17 @@ def _parquet_pieces(url: str, blocksize: int) -> list[Piece]:
     _require_features(url, names)
     # Categories decode straight into pandas categoricals: no Python string per row.
     dictionary = tuple(name for name in names if name.replace("_", "-") in CATEGORICAL)
+    # A piece is sized by what it takes in memory, not on disk: dictionary-encoded and
+    # compressed, a census row group is a tenth of its decoded size or less. About 8 bytes per
+    # cell once decoded (numbers, category codes), so memory per task does not grow with row
+    # groups that compress well.
+    row_bytes = IN_MEMORY_CELL_BYTES * len(names)
     pieces: list[Piece] = []
     group: list[int] = []
     size = 0
     for i in range(metadata.num_row_groups):
         group.append(i)
-        size += metadata.row_group(i).total_byte_size
+        size += metadata.row_group(i).num_rows * row_bytes
         if size >= blocksize:
             pieces.append(Piece(0, url, "parquet", tuple(group), dictionary=dictionary))
             group, size = [], 0
