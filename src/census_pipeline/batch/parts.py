@@ -26,6 +26,7 @@ from census_pipeline.predict import Predictor
 from census_pipeline.schema import CATEGORICAL, LABELS
 
 QUARANTINE_PARTS = "_quarantine"
+TEMPORARY_PART = ".*.tmp"  # a part being written (see `_write`)
 SUMMARY_COLUMNS = ("index", "source", "rows", "scored", "quarantined")
 UNKNOWN_PREFIX = "unknown:"
 
@@ -108,10 +109,16 @@ def _write_quarantine_part(
 
 
 def _write(url: str, frame: pd.DataFrame, fmt: str) -> None:
-    """Write whole: on a local disk through a temporary name and a rename."""
+    """Write whole: on a local disk through a temporary name and a rename.
+
+    The temporary name starts with a dot, which Parquet dataset readers (pyarrow, Dask, Spark)
+    skip: a worker killed mid-write leaves a file no reader takes for a part, and the publish
+    step removes it (`TEMPORARY_PART`)."""
     fs, path = url_to_fs(url)
-    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-    target = f"{path}.{uuid.uuid4().hex}.tmp" if isinstance(fs, LocalFileSystem) else path
+    folder, name = path.rsplit("/", 1)
+    fs.makedirs(folder, exist_ok=True)
+    local = isinstance(fs, LocalFileSystem)
+    target = f"{folder}/.{name}.{uuid.uuid4().hex}.tmp" if local else path
     with fs.open(target, "wb") as handle:
         if fmt == "parquet":
             frame.to_parquet(handle, index=False)

@@ -28,6 +28,7 @@ from fsspec.implementations.local import LocalFileSystem
 from census_pipeline.batch.model import ModelPlugin, ShippedModel, checked_model
 from census_pipeline.batch.parts import (
     QUARANTINE_PARTS,
+    TEMPORARY_PART,
     UNKNOWN_PREFIX,
     Job,
     run_piece,
@@ -286,6 +287,9 @@ def _publish(folder: str, output: str, result: BatchResult) -> None:
     fs, path = url_to_fs(folder)
     if fs.exists(f"{path}/{QUARANTINE_PARTS}"):
         fs.rm(f"{path}/{QUARANTINE_PARTS}", recursive=True)
+    # What a worker killed mid-write left behind (its task was rerun elsewhere).
+    for leftover in fs.glob(f"{path}/{TEMPORARY_PART}"):
+        fs.rm(leftover)
     with fs.open(f"{path}/{SUMMARY_FILE}", "wb") as handle:
         handle.write(json_bytes(dict(result.__dict__)))
     fs.invalidate_cache()  # an object store's cached listing would still hold the removed parts
