@@ -367,9 +367,7 @@ def distributions(settings: TuneParams) -> dict[str, optuna.distributions.BaseDi
             )
         else:
             found[name] = optuna.distributions.FloatDistribution(space.low, high, log=space.log)
-    found["exclude"] = optuna.distributions.CategoricalDistribution(
-        list(settings.exclude_options)
-    )
+    found["exclude"] = optuna.distributions.CategoricalDistribution(list(settings.exclude_options))
     return found
 
 
