@@ -6,9 +6,10 @@ can fix (`PipelineError`) become one clear line on stderr and exit status 1.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, ParamSpec, TypeVar
 
@@ -535,21 +536,42 @@ def promote(params: ParamsOption = None) -> None:
     typer.echo(f"baseline: {folder}")
 
 
-def _metrics_folder() -> None:
+@contextlib.contextmanager
+def _metrics_folder() -> Iterator[None]:
     """prometheus-client's multiprocess mode: every worker writes its metrics to files in one
     folder and /metrics adds them up (docs/monitoring.md). A folder the operator names is emptied
-    first (values from a previous run would be added in); otherwise a fresh one is made."""
+    first (values from a previous run would be added in); otherwise a fresh one is made, and
+    removed when the server stops."""
     import os
+    import shutil
+    import signal
     import tempfile
 
     folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if not folder:
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="census-metrics-")
+    if folder:
+        path = Path(folder)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink()
+        yield
         return
-    path = Path(folder)
-    path.mkdir(parents=True, exist_ok=True)
-    for stale in path.glob("*.db"):
-        stale.unlink()
+    made = tempfile.mkdtemp(prefix="census-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = made
+
+    # uvicorn ends a graceful shutdown by re-raising the SIGTERM it caught with the handler it
+    # found, which by default ends the process at once: this handler removes the folder first.
+    def remove_then_stop(signum: int, frame: object) -> None:
+        shutil.rmtree(made, ignore_errors=True)
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
+
+    previous = signal.signal(signal.SIGTERM, remove_then_stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+        shutil.rmtree(made, ignore_errors=True)
 
 
 @app.command()
@@ -607,8 +629,8 @@ def serve(
         name = f"CENSUS_API_{first['loc'][0]}".upper()
         raise PipelineError(f"{name}: {first['msg']}") from None
     logs.configure(settings.log_level)
-    _metrics_folder()
-    # Always, before uvicorn: its single worker would exit 3 with a traceback, several exit 0.
-    load_served_model(settings).predictor.close()
-    # With the header cap, connection limit and shutdown timeout of the settings (docs/api.md).
-    server.run(settings, host=host, port=port, workers=workers)
+    with _metrics_folder():
+        # Always, before uvicorn: its single worker would exit 3 with a traceback, several 0.
+        load_served_model(settings).predictor.close()
+        # With the header cap, connection limit and shutdown timeout of the settings (docs/api.md).
+        server.run(settings, host=host, port=port, workers=workers)

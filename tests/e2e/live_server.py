@@ -50,10 +50,13 @@ def serving(
     tmp_path: Path,
     model_dir: Path | None = None,
     settings: dict[str, str] | None = None,
+    environment: dict[str, str] | None = None,
 ) -> Iterator[Server]:
-    """The server on the session pipeline's model (or `model_dir`), with CENSUS_API_ settings."""
+    """The server on the session pipeline's model (or `model_dir`), with CENSUS_API_ settings
+    and any other `environment` variables."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CENSUS_API_")}
+    env.update(environment or {})
     env["CENSUS_API_MODEL_DIR"] = str(model_dir or params.paths.model_dir)
     env["CENSUS_API_MODEL_CARD_PATH"] = str(params.paths.model_card_html)
     env.update({f"CENSUS_API_{name.upper()}": value for name, value in (settings or {}).items()})

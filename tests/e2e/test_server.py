@@ -9,16 +9,16 @@ status 3, its own behaviour; docs/api.md).
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
-import time
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import free_port
+from live_server import Server, serving
 
 from census_pipeline.config import Params
 
@@ -40,28 +40,6 @@ def _serve_command(port: int, workers: int = 1) -> list[str]:
     return [CLI, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
 
 
-def _start(model_dir: Path, card: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as sink:
-        return subprocess.Popen(
-            _serve_command(port), env=_server_env(model_dir, card), stdout=sink, stderr=sink
-        )
-
-
-def _wait_ready(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"server exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"{url}/ready", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"server not ready after {START_TIMEOUT_S}s:\n{log.read_text()}")
-
-
 def _stop(process: subprocess.Popen[bytes]) -> int:
     process.terminate()
     try:
@@ -72,28 +50,16 @@ def _stop(process: subprocess.Popen[bytes]) -> int:
 
 
 @pytest.fixture
-def server_log(tmp_path: Path) -> Path:
-    return tmp_path / "server.log"
-
-
-@pytest.fixture
-def server(carded_project: Params, server_log: Path) -> Iterator[str]:
+def started(carded_project: Params, tmp_path: Path) -> Iterator[Server]:
     """The service on the session pipeline's blessed model and card (read-only)."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    paths = carded_project.paths
-    process = _start(paths.model_dir, paths.model_card_html, port, server_log)
-    try:
-        _wait_ready(process, url, server_log)
-        yield url
-    finally:
-        _stop(process)
+    with serving(carded_project, tmp_path) as running:
+        yield running
 
 
 @pytest.mark.slow
-def test_live_check_passes_against_a_real_server(server: str) -> None:
+def test_live_check_passes_against_a_real_server(started: Server) -> None:
     result = subprocess.run(
-        [sys.executable, str(LIVE_CHECK), "--url", server],
+        [sys.executable, str(LIVE_CHECK), "--url", started.url],
         capture_output=True,
         text=True,
         timeout=60,
@@ -107,8 +73,8 @@ def test_live_check_passes_against_a_real_server(server: str) -> None:
 
 
 @pytest.mark.slow
-def test_the_services_log_lines_share_uvicorns_layout(server: str, server_log: Path) -> None:
-    lines = server_log.read_text(encoding="utf-8").splitlines()
+def test_the_services_log_lines_share_uvicorns_layout(started: Server) -> None:
+    lines = started.log.read_text(encoding="utf-8").splitlines()
     ours = [line for line in lines if "census_pipeline.api:" in line]
     assert any("serving model" in line for line in ours), lines
     for line in ours:
@@ -191,3 +157,19 @@ def test_cli_serve_refuses_a_mistyped_setting(carded_project: Params) -> None:
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("error: CENSUS_API_KEY: not a setting of the service")
     assert "CENSUS_API_API_KEY" in line
+
+
+def test_serve_removes_the_metrics_folder_it_made(carded_project: Params, tmp_path: Path) -> None:
+    """Without PROMETHEUS_MULTIPROC_DIR, `serve` makes a temporary folder for the workers'
+    metrics files; a server stopped by SIGTERM leaves nothing behind in the temporary folder."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    environment = {"TMPDIR": str(temporary), "PROMETHEUS_MULTIPROC_DIR": ""}
+    with serving(carded_project, tmp_path, environment=environment) as running:
+        with urllib.request.urlopen(f"{running.url}/metrics", timeout=10) as response:
+            assert response.status == 200
+        made = list(temporary.glob("census-metrics-*"))
+        assert len(made) == 1 and any(made[0].iterdir())  # the worker's files are in it
+        # Stopped by the SIGTERM it got, as before (uvicorn re-raises it after shutting down).
+        assert _stop(running.process) == -signal.SIGTERM
+    assert not list(temporary.glob("census-metrics-*")), running.log.read_text()

@@ -97,12 +97,14 @@ def test_ci_runs_on_every_push_and_pull_request() -> None:
     assert not any(triggers.values()), "no branch filter: every push and PR is checked"
 
 
-def test_ci_uses_the_python_pin_and_caches_pip() -> None:
+def test_ci_uses_the_python_pin_and_caches_uvs_wheels_by_the_lock() -> None:
     (setup,) = uses(workflow("ci.yml"), "actions/setup-python")
     assert setup["with"]["python-version-file"] == ".python-version"
-    assert setup["with"]["cache"] == "pip"
-    for path in setup["with"]["cache-dependency-path"].split():
-        assert (REPO_ROOT / path).is_file(), path
+    assert "cache" not in setup["with"]  # `make setup` installs with uv, not pip
+    (uv,) = uses(workflow("ci.yml"), "astral-sh/setup-uv")
+    assert uv["with"]["enable-cache"] is True
+    assert uv["with"]["cache-dependency-glob"] == "uv.lock"
+    assert (REPO_ROOT / "uv.lock").is_file()
 
 
 def test_ci_tests_like_a_developer_then_runs_the_gated_pipeline() -> None:
