@@ -511,29 +511,3 @@ class Predictor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def score_csv(predictor: Predictor, source: Path, target: Path) -> int:
-    """Score a CSV of records; write it back with `probability` and `prediction` columns.
-
-    Accepts the course's layout (header row, a space after each comma, "?" for missing).
-    Returns the number of rows scored.
-    """
-    import pandas as pd
-
-    from census_pipeline.files import atomic_path
-
-    try:
-        frame = pd.read_csv(source, skipinitialspace=True, na_values=["?"])
-    except FileNotFoundError as exc:
-        raise PipelineError(f"{source}: not found") from exc
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise PipelineError(f"{source}: not a readable CSV ({exc})") from exc
-    try:
-        result = predictor.predict_frame(frame)
-    except RecordError as exc:
-        raise RecordError(f"{source}: {exc}") from None
-    scored = frame.assign(probability=result.probabilities, prediction=result.labels)
-    with atomic_path(target) as tmp:
-        scored.to_csv(tmp, index=False)
-    return len(scored)
