@@ -103,6 +103,11 @@ def _timed_predictions(client: httpx.Client, url: str, count: int) -> tuple[list
     return ids, seconds
 
 
+def _log_state(url: str) -> tuple[str, int]:
+    state = get_json(f"{url}/ready")["prediction_log"]
+    return state["state"], state["queued"]
+
+
 def test_postgres_going_away_costs_log_rows_not_predictions(
     carded_project: Params, tmp_path: Path
 ) -> None:
@@ -133,7 +138,8 @@ def test_postgres_going_away_costs_log_rows_not_predictions(
                 "census_prediction_log_dropped_total", 0) >= 700)  # fmt: skip
 
             database.start()
-            eventually(lambda: get_json(f"{url}/ready")["prediction_log"]["state"] == "writing")
+            # Back and with its backlog written: the queue has room for what comes next.
+            eventually(lambda: _log_state(url) == ("writing", 0))
             after_ids, _ = _timed_predictions(client, url, 100)
             # The queue's 300 plus the 100 sent after the restart.
             eventually(lambda: row_count(database.url) == 300 + 300 + 100)

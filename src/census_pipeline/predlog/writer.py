@@ -163,11 +163,9 @@ class PredictionLog:
     def _step(self) -> None:
         engine = self._connect()
         if not self._retry:
-            # Gather a batch: each write costs round trips (a ping, BEGIN, COMMIT), so writing
-            # whatever a few requests queued meanwhile cost more than the rows themselves.
-            full = self._queued >= self.settings.batch_size
-            if not full and not self._stopping.is_set():
-                self._wake.wait(self.settings.flush_seconds)
+            delay = self._gather_delay()
+            if delay > 0 and not self._stopping.is_set():
+                self._wake.wait(delay)
                 self._wake.clear()
             self._retry = self._take()
         if self._retry:
@@ -179,6 +177,19 @@ class PredictionLog:
             self._retry = []
         self._state = "writing"
         self._apply_retention(engine)
+
+    def _gather_delay(self) -> float:
+        """How long to wait for more records before writing: until a batch is full or the
+        oldest queued record has waited `flush_seconds`. Each write costs round trips (a ping,
+        BEGIN, COMMIT), so writing whatever a few requests queued meanwhile cost more than the
+        rows themselves; a backlog (after an outage) is old, so it is written at once."""
+        with self._lock:
+            if self._queued >= self.settings.batch_size:
+                return 0.0
+            if not self._queue:
+                return self.settings.flush_seconds
+            oldest = self._queue[0].created_at
+        return self.settings.flush_seconds - (time.time() - oldest)
 
     def _connect(self) -> Engine:
         if self._engine is None:
