@@ -213,6 +213,17 @@ def test_outputs_are_git_ignored_and_dvc_tracked(project: Project, first_repro: 
     assert "up to date" in project.dvc("status")
 
 
+def _ingested_other_bytes(project: Project) -> bool:
+    """Whether ingest's output (the raw census files) differs from the committed lock's."""
+
+    def raw_digest(lock_text: str) -> Any:
+        return yaml.safe_load(lock_text)["stages"]["ingest"]["outs"][0]["md5"]
+
+    committed = project.git("show", "HEAD:dvc.lock")
+    written = (project.root / "dvc.lock").read_text(encoding="utf-8")
+    return bool(raw_digest(committed) != raw_digest(written))
+
+
 def test_a_run_in_another_folder_reproduces_the_committed_lock(
     project: Project, first_repro: str
 ) -> None:
@@ -221,6 +232,12 @@ def test_a_run_in_another_folder_reproduces_the_committed_lock(
     from another checkout, and leaves git's view of the tree clean."""
     status = project.git("status", "--porcelain", "--untracked-files=all")
     diff = project.git("diff", "--stat", "dvc.lock")
+    if status.strip() == "M dvc.lock" and _ingested_other_bytes(project):
+        pytest.skip(
+            "the census files came from another source than the committed dvc.lock's (without "
+            "CENSUS_DATA_DIR or ../shared/data the download chain fetches UCI's adult.data, "
+            "the lock was made from the course's census.csv): locks compare only for the same data"
+        )
     assert status == "", (
         f"{status}\n{diff}\nEither dvc.lock is stale (run `make pipeline` in the repository "
         "and commit dvc.lock) or an output depends on where or when it was made."
