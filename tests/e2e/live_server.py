@@ -56,6 +56,9 @@ def serving(
     and any other `environment` variables."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CENSUS_API_")}
+    # The server's temporary files (its metrics folder) stay in the test's folder: a server
+    # the test kills has no chance to remove them.
+    env["TMPDIR"] = str(tmp_path)
     env.update(environment or {})
     env["CENSUS_API_MODEL_DIR"] = str(model_dir or params.paths.model_dir)
     env["CENSUS_API_MODEL_CARD_PATH"] = str(params.paths.model_card_html)
