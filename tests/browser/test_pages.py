@@ -12,18 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import free_port
+from live_server import serving
 
 from census_pipeline.config import Params
 
@@ -40,7 +35,6 @@ CHROMIUM_FLAGS = [
     "--no-first-run",
 ]
 WIDTH = 1280
-START_TIMEOUT_S = 60.0
 
 
 @dataclass
@@ -65,45 +59,9 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def server(carded_project: Params, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    paths = carded_project.paths
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CENSUS_API_")}
-    env |= {
-        "CENSUS_API_MODEL_DIR": str(paths.model_dir),
-        "CENSUS_API_MODEL_CARD_PATH": str(paths.model_card_html),
-        "CENSUS_API_PREDICTION_LOG": "false",
-    }
-    port = free_port()
-    log = tmp_path_factory.mktemp("browser") / "server.log"
-    cli = str(Path(sys.executable).with_name("census-pipeline"))
-    command = [cli, "serve", "--host", "127.0.0.1", "--port", str(port)]
-    with log.open("wb") as sink:
-        process = subprocess.Popen(command, env=env, stdout=sink, stderr=sink)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(process, url, log)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _wait_ready(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"server exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"{url}/ready", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"server not ready after {START_TIMEOUT_S}s:\n{log.read_text()}")
+    folder = tmp_path_factory.mktemp("browser")
+    with serving(carded_project, folder, settings={"prediction_log": "false"}) as started:
+        yield started.url
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""A real `census-pipeline serve` process on a free port, for the end-to-end tests."""
+"""A real `census-pipeline serve` process on a free port, for the tests that need a server."""
 
 from __future__ import annotations
 
