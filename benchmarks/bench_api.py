@@ -362,46 +362,51 @@ def report(results: dict[str, Any]) -> str:
         ("POST /bench/bare, 16 conn.", f"{r['bare_rps']:,.0f} req/s", "baseline", ""),
         ("POST /predict, 16 conn.", f"{r['predict_rps']:,.0f} req/s",
          f"{r['throughput_ratio']:.0%} of bare (bar >= 75%)",
-         _bar(r["throughput_ratio"] >= BARS["throughput_ratio"])),
+         verdict(r["throughput_ratio"] >= BARS["throughput_ratio"])),
         ("POST /predict, 1 conn., p50", f"{r['p50_ms']:.2f} ms", "bar < 2 ms",
-         _bar(r["p50_ms"] < BARS["p50_ms"])),
+         verdict(r["p50_ms"] < BARS["p50_ms"])),
         ("POST /predict, 1 conn., p99", f"{r['p99_ms']:.2f} ms", "bar < 5 ms",
-         _bar(r["p99_ms"] < BARS["p99_ms"])),
+         verdict(r["p99_ms"] < BARS["p99_ms"])),
         ("server preempted during a latency run", f"{r['preemptions_per_latency_run']:.0f} times",
          "", ""),
         ("Predictor.predict_many in-process", f"{r['in_process_records_per_s']:,.0f} rec/s",
          "baseline", ""),
         ("POST /predict/batch (1,000 rec.), 1 conn.", f"{r['batch_records_per_s']:,.0f} rec/s",
-         f"{r['batch_ratio']:.0%} of in-process", _bar(r["batch_ratio"] >= BARS["batch_ratio"])),
+         f"{r['batch_ratio']:.0%} of in-process", verdict(r["batch_ratio"] >= BARS["batch_ratio"])),
         ("server RSS, model loaded (peak)", f"{r['rss_mb']:.0f} MB ({r['peak_rss_mb']:.0f} MB)",
-         "bar < 300 MB", _bar(r["peak_rss_mb"] < BARS["rss_mb"])),
+         "bar < 300 MB", verdict(r["peak_rss_mb"] < BARS["rss_mb"])),
         ("POST /predict with access log on", f"{r['predict_rps_with_access_log']:,.0f} req/s",
          f"costs {r['access_log_cost']:.0%}", ""),
         ("Predictor.probability_one in-process", f"{r['in_process_single_us']:.0f} µs", "", ""),
         ("POST /predict?explain=true, 16 conn.", f"{r['explain_rps']:,.0f} req/s",
          f"{r['explain_ratio']:.0%} of plain (bar >= 20%)",
-         _bar(r["explain_ratio"] >= BARS["explain_ratio"])),
+         verdict(r["explain_ratio"] >= BARS["explain_ratio"])),
         ("GET /health p99, 1 conn., unloaded", f"{r['unloaded_health_p99_ms']:.2f} ms", "", ""),
         (f"GET /health p99 under {EXPLAIN_CONNECTIONS} explain conn.",
          f"{r['loaded_health_p99_ms']:.2f} ms (max {r['loaded_health_max_ms']:.1f} ms)",
          "bar < 20 ms",
-         _bar(r["loaded_health_p99_ms"] < BARS["loaded_health_p99_ms"])),
+         verdict(r["loaded_health_p99_ms"] < BARS["loaded_health_p99_ms"])),
         ("POST /predict, 1 conn., unloaded", f"{r['unloaded_predict_1conn_rps']:,.0f} req/s",
          "baseline", ""),
         (f"POST /predict, 1 conn., under {EXPLAIN_CONNECTIONS} explain conn.",
          f"{r['loaded_predict_1conn_rps']:,.0f} req/s",
          f"{r['loaded_predict_ratio']:.0%} of unloaded (bar >= 50%)",
-         _bar(r["loaded_predict_ratio"] >= BARS["loaded_predict_ratio"])),
+         verdict(r["loaded_predict_ratio"] >= BARS["loaded_predict_ratio"])),
         ("explanations served meanwhile", f"{r['explain_rps_under_probe']:,.0f} req/s", "", ""),
         ("load average before / after", " / ".join(f"{x:.2f}" for x in r["loadavg_before_after"]),
          "2 cores", ""),
     ]  # fmt: skip
+    return markdown_table(rows)
+
+
+def markdown_table(rows: list[tuple[str, str, str, str]]) -> str:
+    """The benchmarks' report: measurement, result, ratio or bar, verdict."""
     lines = ["| measurement | result | ratio / bar | |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     return "\n".join(lines)
 
 
-def _bar(met: bool) -> str:
+def verdict(met: bool) -> str:
     return "met" if met else "MISSED"
 
 

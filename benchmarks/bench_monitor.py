@@ -43,7 +43,15 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from bench_api import CLIENT_CORE, load_records, lua_post, memory_mb, server  # noqa: E402
+from bench_api import (  # noqa: E402
+    CLIENT_CORE,
+    load_records,
+    lua_post,
+    markdown_table,
+    memory_mb,
+    server,
+    verdict,
+)
 from monitoring.log_samples import scored, write_log  # noqa: E402
 from monitoring.postgres import PostgresServer  # noqa: E402
 
@@ -220,34 +228,29 @@ def report(r: dict[str, Any]) -> str:
     rows = [
         ("POST /predict, logging off, 16 conn.", f"{t['off']:,.0f} req/s", "baseline", ""),
         ("POST /predict, logging to SQLite", f"{t['sqlite']:,.0f} req/s",
-         f"{t['sqlite_ratio']:.0%} of off", _bar(t["sqlite_ratio"] >= BARS["logging_ratio"])),
+         f"{t['sqlite_ratio']:.0%} of off", verdict(t["sqlite_ratio"] >= BARS["logging_ratio"])),
         ("POST /predict, logging to PostgreSQL", f"{t['postgres']:,.0f} req/s",
          f"{t['postgres_ratio']:.0%} of off",
-         _bar(t["postgres_ratio"] >= BARS["logging_ratio"])),
+         verdict(t["postgres_ratio"] >= BARS["logging_ratio"])),
         ("records dropped in the throughput runs (SQLite, PostgreSQL)",
          f"{t['sqlite_dropped']:.0f}, {t['postgres_dropped']:.0f}", "", ""),
         (f"soak: 64 conn. for {r['config']['soak_s']} s, SQLite log",
          f"{s['rps']:,.0f} req/s, {s['requests']:,.0f} requests", "", ""),
-        ("soak: errors (non-2xx + socket)", f"{s['errors']:.0f}", "bar 0", _bar(s["errors"] == 0)),
+        ("soak: errors (non-2xx + socket)", f"{s['errors']:.0f}", "bar 0",
+         verdict(s["errors"] == 0)),
         ("soak: records dropped", f"{s['dropped']:.0f} ({s['written']:,.0f} written)", "bar 0",
-         _bar(s["dropped"] == 0)),
+         verdict(s["dropped"] == 0)),
         ("soak: server RSS start -> end",
          f"{s['rss_mb_before']:.0f} -> {s['rss_mb_after']:.0f} MB",
-         f"{s['rss_growth']:+.1%}", _bar(s["rss_growth"] < BARS["soak_rss_growth"])),
+         f"{s['rss_growth']:+.1%}", verdict(s["rss_growth"] < BARS["soak_rss_growth"])),
         (f"monitor over {m['rows']:,} rows ({m['feedback_rows']:,} with feedback), function",
-         f"{m['function_s']:.1f} s", "bar < 10 s", _bar(m["function_s"] < BARS["monitor_s"])),
+         f"{m['function_s']:.1f} s", "bar < 10 s", verdict(m["function_s"] < BARS["monitor_s"])),
         ("census-pipeline monitor, whole command", f"{m['command_s']:.1f} s",
-         "bar < 10 s", _bar(m["command_s"] < BARS["monitor_s"])),
+         "bar < 10 s", verdict(m["command_s"] < BARS["monitor_s"])),
         ("load average before / after", " / ".join(f"{x:.2f}" for x in r["loadavg"]),
          "2 cores", ""),
     ]  # fmt: skip
-    lines = ["| measurement | result | ratio / bar | |", "|---|---|---|---|"]
-    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
-    return "\n".join(lines)
-
-
-def _bar(met: bool) -> str:
-    return "met" if met else "MISSED"
+    return markdown_table(rows)
 
 
 def main() -> int:

@@ -30,7 +30,16 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from bench_api import BATCH_SIZE, REPO, load_records, lua_post, server, wrk
+from bench_api import (
+    BATCH_SIZE,
+    REPO,
+    load_records,
+    lua_post,
+    markdown_table,
+    server,
+    verdict,
+    wrk,
+)
 
 from census_pipeline.schema import FEATURES, NUMERIC_RANGES
 
@@ -132,8 +141,8 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 def report(results: dict[str, Any]) -> str:
     r = results
-    met = "met" if r["ratio"] >= BAR else "MISSED"
-    cpu_met = "met" if r["cpu_ratio"] >= BAR else "MISSED"
+    met = verdict(r["ratio"] >= BAR)
+    cpu_met = verdict(r["cpu_ratio"] >= BAR)
     rows = [
         ("POST /predict/batch (1,000 rows), 1 conn.", f"{r['batch_rows_per_s']:,.0f} rows/s",
          "baseline", ""),
@@ -149,9 +158,7 @@ def report(results: dict[str, Any]) -> str:
         ("load average before / after", " / ".join(f"{x:.2f}" for x in r["loadavg_before_after"]),
          "2 cores", ""),
     ]  # fmt: skip
-    lines = ["| measurement | result | ratio / bar | |", "|---|---|---|---|"]
-    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
-    return "\n".join(lines)
+    return markdown_table(rows)
 
 
 def main() -> int:

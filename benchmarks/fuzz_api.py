@@ -18,16 +18,15 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from bench_api import free_port, wait_ready
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -46,13 +45,6 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def start_server(models: Path, port: int, log: Path, unblessed: bool) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CENSUS_API_")}
     env.update(
@@ -67,20 +59,6 @@ def start_server(models: Path, port: int, log: Path, unblessed: bool) -> subproc
     command = [str(BIN / "census-pipeline"), "serve", "--host", "127.0.0.1", "--port", str(port)]
     with log.open("wb") as sink:
         return subprocess.Popen(command, env=env, stdout=sink, stderr=sink)
-
-
-def wait_ready(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"server exited ({process.returncode}):\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"{url}/ready", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.2)
-    raise SystemExit(f"server not ready after 60 s:\n{log.read_text()}")
 
 
 def fuzz(url: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
